@@ -1,0 +1,10 @@
+#pragma once
+/// @file fastattn.hpp
+/// Umbrella header: includes every public fastattn header.
+
+#include "fastattn/config.hpp"
+#include "fastattn/exact.hpp"
+#include "fastattn/metrics.hpp"
+#include "fastattn/options.hpp"
+#include "fastattn/types.hpp"
+#include "fastattn/version.hpp"
