@@ -1,5 +1,7 @@
 // Tests of exact.hpp: semantics of exact softmax attention (spec/exact.md) for every kernel.
 
+// EIGEN_RUNTIME_NO_MALLOC lets a test assert that decoding steps do not allocate.
+#define EIGEN_RUNTIME_NO_MALLOC
 #include "fastattn/exact.hpp"
 
 #include <gtest/gtest.h>
@@ -17,17 +19,33 @@ using test::reference_attention;
 using test::RefSpec;
 using test::Tol;
 
-template <class T>
+// Every semantic test runs for each kernel; TinyBlocks makes small problems span many tiles, so
+// the online-softmax rescaling, block skipping and diagonal masking are exercised everywhere.
+enum class Config { Blocked, TinyBlocks, Reference };
+
+template <class Scalar, Config C>
+struct Case {
+  using T = Scalar;
+  static ExactOptions options() {
+    ExactOptions o;
+    if (C == Config::Reference) o.kernel = ExactKernel::Reference;
+    if (C == Config::TinyBlocks) o.block_q = 3, o.block_k = 4;
+    return o;
+  }
+};
+
+template <class P>
 class ExactTest : public ::testing::Test {
  protected:
-  using Mat = RowMatrix<T>;
-  Exact<T> method{};
+  using Scalar = typename P::T;
+  using Mat = RowMatrix<Scalar>;
+  Exact<Scalar> method{P::options()};
 
   // Runs the method and the double reference on the same inputs and compares them.
   void expect_matches_reference(const Mat& q, const Mat& k, const Mat& v,
                                 const AttentionOptions& opt, const Mat& bias = Mat()) {
     Mat out(q.rows(), v.cols());
-    Vector<T> lse(q.rows());
+    Vector<Scalar> lse(q.rows());
     method.forward(q, k, v, out, opt, bias, lse);
     RefSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
                  opt.alibi_slope};
@@ -35,12 +53,12 @@ class ExactTest : public ::testing::Test {
     const RowMatrix<double> ref =
         reference_attention(q.template cast<double>(), k.template cast<double>(),
                             v.template cast<double>(), spec, &ref_lse);
-    EXPECT_TRUE(near(out, ref, Tol<T>::rel, Tol<T>::abs));
+    EXPECT_TRUE(near(out, ref, Tol<Scalar>::rel, Tol<Scalar>::abs));
     for (Index i = 0; i < q.rows(); ++i) {
       if (std::isinf(ref_lse[i])) {
         EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "row " << i << " lse " << lse[i];
       } else {
-        EXPECT_NEAR(lse[i], ref_lse[i], Tol<T>::rel * (1 + std::abs(ref_lse[i]))) << "row " << i;
+        EXPECT_NEAR(lse[i], ref_lse[i], Tol<Scalar>::rel * (1 + std::abs(ref_lse[i]))) << "row " << i;
       }
     }
   }
@@ -49,26 +67,29 @@ class ExactTest : public ::testing::Test {
   // the output is the indicator of query i's visible set divided by its size: a direct picture of
   // the mask.
   Mat visible_sets(Index nq, Index nk, const AttentionOptions& opt) {
-    const Mat q = Mat::Zero(nq, 4), k = random_matrix<T>(nk, 4, 7);
+    const Mat q = Mat::Zero(nq, 4), k = random_matrix<Scalar>(nk, 4, 7);
     const Mat v = Mat::Identity(nk, nk);
     return method(q, k, v, opt);
   }
 };
 
-using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(ExactTest, Types);
+using Cases = ::testing::Types<Case<float, Config::Blocked>, Case<double, Config::Blocked>,
+                               Case<float, Config::TinyBlocks>, Case<double, Config::TinyBlocks>,
+                               Case<float, Config::Reference>, Case<double, Config::Reference>>;
+TYPED_TEST_SUITE(ExactTest, Cases);
 
 TYPED_TEST(ExactTest, OutputShapeIsNqByDv) {
-  using M = RowMatrix<TypeParam>;
-  const M q = random_matrix<TypeParam>(5, 8, 1), k = random_matrix<TypeParam>(7, 8, 2);
-  const M v = random_matrix<TypeParam>(7, 3, 3);
+  using T = typename TestFixture::Scalar;
+  using M = RowMatrix<T>;
+  const M q = random_matrix<T>(5, 8, 1), k = random_matrix<T>(7, 8, 2);
+  const M v = random_matrix<T>(7, 3, 3);
   const M out = this->method(q, k, v);
   EXPECT_EQ(out.rows(), 5);
   EXPECT_EQ(out.cols(), 3);
 }
 
 TYPED_TEST(ExactTest, HandComputedSmallExample) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   M q(2, 1), k(3, 1), v(3, 2);
   q << 1, 2;
@@ -86,7 +107,7 @@ TYPED_TEST(ExactTest, HandComputedSmallExample) {
 }
 
 TYPED_TEST(ExactTest, DefaultScaleIsInverseSqrtOfKeyDim) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   // D = 4, so the default scale is 1/2: q.k0 = 2 -> logit 1, q.k1 = 0 -> logit 0.
   M q(1, 4), k(2, 4), v(2, 1);
@@ -114,7 +135,7 @@ TYPED_TEST(ExactTest, KeyPaddingRemovesKeysForEveryQuery) {
 }
 
 TYPED_TEST(ExactTest, PaddedKeysValuesNeverReachTheOutput) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   // A padded key behaves as if it and its value did not exist, even when its value is garbage.
   const M q = random_matrix<T>(5, 8, 1), k = random_matrix<T>(6, 8, 2);
@@ -177,7 +198,7 @@ TYPED_TEST(ExactTest, CausalAndPaddingCombine) {
 }
 
 TYPED_TEST(ExactTest, AllKeysPaddedGivesZerosAndMinusInfinityLse) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(3, 4, 1), k = random_matrix<T>(5, 4, 2);
   const M v = random_matrix<T>(5, 2, 3);
@@ -191,7 +212,7 @@ TYPED_TEST(ExactTest, AllKeysPaddedGivesZerosAndMinusInfinityLse) {
 }
 
 TYPED_TEST(ExactTest, ZeroSizes) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   // Nq = 0: empty output.
   const M none = this->method(M(0, 4), random_matrix<T>(3, 4, 1), random_matrix<T>(3, 2, 2));
@@ -206,7 +227,7 @@ TYPED_TEST(ExactTest, ZeroSizes) {
 }
 
 TYPED_TEST(ExactTest, HugeLogitsStayFiniteAndCorrect) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   // Logits of +-1e4 overflow exp in both precisions unless the row max is subtracted.
   M q(2, 1), k(3, 1), v(3, 2);
@@ -230,7 +251,7 @@ TYPED_TEST(ExactTest, HugeLogitsStayFiniteAndCorrect) {
 }
 
 TYPED_TEST(ExactTest, RandomShapesMatchReference) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   const Index shapes[][4] = {{1, 1, 1, 1}, {7, 7, 3, 5}, {13, 29, 16, 8}, {40, 17, 8, 24}};
   std::uint64_t seed = 100;
   for (const auto& s : shapes) {
@@ -250,7 +271,7 @@ TYPED_TEST(ExactTest, RandomShapesMatchReference) {
 }
 
 TYPED_TEST(ExactTest, BiasAndAlibiMatchReference) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const Index nq = 9, nk = 14, d = 8;
   const M q = random_matrix<T>(nq, d, 1), k = random_matrix<T>(nk, d, 2);
@@ -270,7 +291,7 @@ TYPED_TEST(ExactTest, BiasAndAlibiMatchReference) {
 }
 
 TYPED_TEST(ExactTest, MinusInfinityBiasOnEveryKeyGivesEmptyRow) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(2, 4, 1), k = random_matrix<T>(3, 4, 2);
   const M v = random_matrix<T>(3, 2, 3);
@@ -283,7 +304,7 @@ TYPED_TEST(ExactTest, MinusInfinityBiasOnEveryKeyGivesEmptyRow) {
 }
 
 TYPED_TEST(ExactTest, RowConstantBiasChangesLseNotOutput) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(4, 8, 1), k = random_matrix<T>(6, 8, 2);
   const M v = random_matrix<T>(6, 3, 3);
@@ -298,7 +319,7 @@ TYPED_TEST(ExactTest, RowConstantBiasChangesLseNotOutput) {
 }
 
 TYPED_TEST(ExactTest, ShiftOfValuesShiftsOutput) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(6, 8, 1), k = random_matrix<T>(9, 8, 2);
   const M v = random_matrix<T>(9, 3, 3);
@@ -310,7 +331,7 @@ TYPED_TEST(ExactTest, ShiftOfValuesShiftsOutput) {
 }
 
 TYPED_TEST(ExactTest, KeyPermutationLeavesNonCausalOutputUnchanged) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(5, 8, 1), k = random_matrix<T>(11, 8, 2);
   const M v = random_matrix<T>(11, 4, 3);
@@ -323,7 +344,7 @@ TYPED_TEST(ExactTest, KeyPermutationLeavesNonCausalOutputUnchanged) {
 }
 
 TYPED_TEST(ExactTest, InputsFromBlocksAndMapsBindWithoutCopies) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M big = random_matrix<T>(20, 30, 1);
   // q, k, v as blocks of one bigger matrix (outer stride 30), out as a block of another.
@@ -344,7 +365,7 @@ std::string message_of(const RowMatrix<T>& q, const RowMatrix<T>& k, const RowMa
 }
 
 TYPED_TEST(ExactTest, BadInputThrowsWithUsefulMessage) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   const M q = random_matrix<T>(3, 4, 1), k = random_matrix<T>(5, 4, 2);
   const M v = random_matrix<T>(5, 2, 3);
@@ -378,24 +399,26 @@ TYPED_TEST(ExactTest, BadInputThrowsWithUsefulMessage) {
   bad_alibi.alibi_slope = -1;
   EXPECT_NE(message_of(q, k, v, out, bad_alibi).find("alibi_slope"), std::string::npos);
 
-  const std::string bias_msg = test::invalid_argument_message(
-      [&] { Exact<T>().forward(q, k, v, out, AttentionOptions{}, M::Zero(2, 5)); });
+  const std::string bias_msg = test::invalid_argument_message([&] {
+    Exact<T>(TypeParam::options()).forward(q, k, v, out, AttentionOptions{}, M::Zero(2, 5));
+  });
   EXPECT_NE(bias_msg.find("bias [2, 5] must be [Nq, Nk] = [3, 5]"), std::string::npos) << bias_msg;
 
   Vector<T> lse_bad(2);
-  const std::string lse_msg = test::invalid_argument_message(
-      [&] { Exact<T>().forward(q, k, v, out, AttentionOptions{}, M(), lse_bad); });
+  const std::string lse_msg = test::invalid_argument_message([&] {
+    Exact<T>(TypeParam::options()).forward(q, k, v, out, AttentionOptions{}, M(), lse_bad);
+  });
   EXPECT_NE(lse_msg.find("lse has size 2"), std::string::npos) << lse_msg;
 }
 
 TYPED_TEST(ExactTest, OutputAliasingAnInputIsRejected) {
-  using T = TypeParam;
+  using T = typename TestFixture::Scalar;
   using M = RowMatrix<T>;
   M buf = random_matrix<T>(4, 4, 1);
   const M q = random_matrix<T>(4, 4, 2);
   // out and v are the same memory: the kernel would overwrite values it still has to read.
-  const std::string msg =
-      test::invalid_argument_message([&] { Exact<T>().forward(q, q, buf, buf); });
+  const std::string msg = test::invalid_argument_message(
+      [&] { Exact<T>(TypeParam::options()).forward(q, q, buf, buf); });
   EXPECT_NE(msg.find("must not share memory"), std::string::npos) << msg;
 }
 
@@ -409,6 +432,169 @@ TEST(AlibiSlopes, MatchPressEtAl) {
   ASSERT_EQ(six.size(), 6u);
   for (int h = 0; h < 6; ++h) EXPECT_DOUBLE_EQ(six[size_t(h)], expected[h]);
   EXPECT_THROW(alibi_slopes(0), std::invalid_argument);
+}
+
+// ---- blocked kernel against the reference path ----------------------------------------------
+
+template <class T>
+class ExactBlockedTest : public ::testing::Test {};
+using Types = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(ExactBlockedTest, Types);
+
+TYPED_TEST(ExactBlockedTest, MatchesReferenceOnRandomShapesMasksAndBiases) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  // {Nq, Nk, D, Dv}: single rows, D in {1, 3, 64, 128}, Dv != D, sizes that are not multiples of
+  // any block size, Nq < Nk and Nq > Nk (causal offsets in both directions).
+  const Index shapes[][4] = {{1, 1, 1, 1},       {1, 300, 64, 64},   {300, 1, 3, 5},
+                             {67, 131, 64, 64},  {131, 67, 128, 32}, {70, 333, 3, 7},
+                             {257, 257, 64, 65}, {5, 600, 1, 2}};
+  const ExactOptions blockings[] = {
+      {}, {ExactKernel::Blocked, 16, 32}, {ExactKernel::Blocked, 7, 5}};
+  const Exact<T> reference(ExactOptions{ExactKernel::Reference});
+  std::uint64_t seed = 1000;
+  for (const auto& sh : shapes) {
+    const Index nq = sh[0], nk = sh[1], d = sh[2], dv = sh[3];
+    const M q = random_matrix<T>(nq, d, seed++, 1.5), k = random_matrix<T>(nk, d, seed++, 1.5);
+    const M v = random_matrix<T>(nk, dv, seed++);
+    const M full_bias = random_matrix<T>(nq, nk, seed++),
+            key_bias = random_matrix<T>(1, nk, seed++);
+    for (int combo = 0; combo < 16; ++combo) {
+      AttentionOptions opt;
+      opt.causal = combo & 1;
+      if (combo & 2) opt.key_padding = test::random_mask(nk, 0.4, seed++);
+      if (combo & 4) opt.alibi_slope = 0.125;
+      const M& bias = (combo & 8) ? (combo & 4 ? key_bias : full_bias) : M();
+      M expected(nq, dv);
+      Vector<T> expected_lse(nq);
+      reference.forward(q, k, v, expected, opt, bias, expected_lse);
+      for (const ExactOptions& b : blockings) {
+        SCOPED_TRACE(testing::Message() << nq << "x" << nk << " D" << d << " Dv" << dv << " combo "
+                                        << combo << " blocks " << b.block_q << "x" << b.block_k);
+        M out(nq, dv);
+        Vector<T> lse(nq);
+        Exact<T>(b).forward(q, k, v, out, opt, bias, lse);
+        // Same math, different summation order: a few units of rounding of a softmax average.
+        EXPECT_TRUE(near(out, expected, 4 * Tol<T>::rel, 4 * Tol<T>::abs));
+        for (Index i = 0; i < nq; ++i) {
+          if (std::isinf(expected_lse[i])) {
+            EXPECT_EQ(lse[i], expected_lse[i]) << "row " << i;
+          } else {
+            EXPECT_NEAR(lse[i], expected_lse[i], 4 * Tol<T>::rel * (1 + std::abs(expected_lse[i])));
+          }
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(ExactBlockedTest, LseMergesTwoKeyHalvesIntoTheFullResult) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  // spec/exact.md §6: results on disjoint key sets merge with their log-sum-exps.
+  const Index nq = 20, nk = 90, split = 37;
+  const M q = random_matrix<T>(nq, 16, 1), k = random_matrix<T>(nk, 16, 2);
+  const M v = random_matrix<T>(nk, 8, 3);
+  AttentionOptions opt;
+  opt.key_padding = test::random_mask(nk, 0.2, 4);
+  opt.key_padding.head(split).setConstant(true);  // the first half is entirely padded for row 0..
+  opt.key_padding.head(split - 5).setConstant(false);
+  AttentionOptions opt_a, opt_b;
+  opt_a.key_padding = opt.key_padding.head(split);
+  opt_b.key_padding = opt.key_padding.tail(nk - split);
+  const Exact<T> exact(ExactOptions{ExactKernel::Blocked, 8, 16});
+  M full(nq, 8), a(nq, 8), b(nq, 8);
+  Vector<T> lse(nq), lse_a(nq), lse_b(nq);
+  exact.forward(q, k, v, full, opt, M(), lse);
+  exact.forward(q, k.topRows(split), v.topRows(split), a, opt_a, M(), lse_a);
+  exact.forward(q, k.bottomRows(nk - split), v.bottomRows(nk - split), b, opt_b, M(), lse_b);
+  for (Index i = 0; i < nq; ++i) {
+    const double mx = std::max(lse_a[i], lse_b[i]);
+    const double merged = mx + std::log(std::exp(lse_a[i] - mx) + std::exp(lse_b[i] - mx));
+    EXPECT_NEAR(merged, lse[i], 1e-5 * (1 + std::abs(merged)));
+    const RowMatrix<double> o = std::exp(lse_a[i] - merged) * a.row(i).template cast<double>() +
+                                std::exp(lse_b[i] - merged) * b.row(i).template cast<double>();
+    EXPECT_TRUE(near(full.row(i), o, 10 * Tol<T>::rel, 10 * Tol<T>::abs)) << "row " << i;
+  }
+}
+
+TYPED_TEST(ExactBlockedTest, DecodingTokenByTokenEqualsCausalForward) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  const Index n = 150, d = 24, dv = 10;
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2);
+  M v = random_matrix<T>(n, dv, 3);
+  AttentionOptions opt;
+  opt.causal = true;
+  opt.scale = 0.3;
+  opt.alibi_slope = 0.05;
+  opt.key_padding = test::random_mask(n, 0.15, 4);
+  opt.key_padding[0] = true;  // the first query sees nothing
+  const Exact<T> exact;
+  const M expected = exact(q, k, v, opt);
+  for (Index j = 0; j < n; ++j)  // garbage in padded values must not leak through the cache
+    if (opt.key_padding[j]) v(j, 0) = std::numeric_limits<T>::quiet_NaN();
+
+  AttentionOptions state_opt;
+  state_opt.scale = opt.scale;
+  state_opt.alibi_slope = opt.alibi_slope;
+  // One token at a time, and as chunked prefill of uneven pieces: both equal the causal forward.
+  for (Index piece : {1, 7}) {
+    auto state = exact.make_state(dv, state_opt);
+    M out(n, dv);
+    for (Index t = 0; t < n;) {
+      const Index len = std::min(piece, n - t);
+      const bool padded = opt.key_padding[t];
+      const Index run = piece == 1 ? 1 : [&] {  // prefill pieces share one padding flag
+        Index r = 1;
+        while (r < len && opt.key_padding[t + r] == padded) ++r;
+        return r;
+      }();
+      exact.step(state, q.middleRows(t, run), k.middleRows(t, run), v.middleRows(t, run),
+                 out.middleRows(t, run), padded);
+      t += run;
+    }
+    EXPECT_EQ(state.size(), n);
+    ASSERT_TRUE(test::all_finite(out));
+    EXPECT_TRUE(near(out, expected, 4 * Tol<T>::rel, 4 * Tol<T>::abs)) << "piece " << piece;
+  }
+}
+
+TYPED_TEST(ExactBlockedTest, DecodingStepDoesNotAllocateOnceReserved) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  const Index n = 100, d = 16, dv = 8;
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2);
+  const M v = random_matrix<T>(n, dv, 3);
+  const Exact<T> exact;
+  auto state = exact.make_state(dv, AttentionOptions{}, n);
+  M out(1, dv);
+  exact.step(state, q.topRows(1), k.topRows(1), v.topRows(1), out);  // first step learns D
+  EXPECT_GE(state.capacity(), n);
+  Eigen::internal::set_is_malloc_allowed(false);  // any Eigen allocation now asserts
+  for (Index t = 1; t < n; ++t)
+    exact.step(state, q.middleRows(t, 1), k.middleRows(t, 1), v.middleRows(t, 1), out);
+  Eigen::internal::set_is_malloc_allowed(true);
+  EXPECT_EQ(state.size(), n);
+}
+
+TYPED_TEST(ExactBlockedTest, DecodingRejectsBadShapes) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  const Exact<T> exact;
+  auto state = exact.make_state(4);
+  M out(1, 4);
+  exact.step(state, M::Ones(1, 8), M::Ones(1, 8), M::Ones(1, 4), out);
+  const std::string d_msg = test::invalid_argument_message(
+      [&] { exact.step(state, M::Ones(1, 6), M::Ones(1, 6), M::Ones(1, 4), out); });
+  EXPECT_NE(d_msg.find("with D = 8"), std::string::npos) << d_msg;
+  const std::string v_msg = test::invalid_argument_message(
+      [&] { exact.step(state, M::Ones(1, 8), M::Ones(1, 8), M::Ones(1, 3), out); });
+  EXPECT_NE(v_msg.find("value_dim of the state"), std::string::npos) << v_msg;
+  AttentionOptions padded;
+  padded.key_padding = KeyMask::Constant(3, false);
+  EXPECT_THROW(exact.make_state(4, padded), std::invalid_argument);
+  EXPECT_EQ(state.size(), 1);  // failed steps leave the cache unchanged
 }
 
 }  // namespace

@@ -4,12 +4,15 @@
 /// Semantics: spec/exact.md (bottom-right causal alignment, key padding, empty rows -> 0, bias,
 /// ALiBi, log-sum-exp).
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
 #include "fastattn/config.hpp"
 #include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/eigen_threads.hpp"
+#include "fastattn/detail/exact_blocked.hpp"
 #include "fastattn/detail/exact_reference.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
@@ -18,13 +21,20 @@ namespace fastattn {
 
 /// Which implementation Exact<T> runs. Both compute the same function.
 enum class ExactKernel {
-  /// One query row at a time with the row's logits materialized; simple and obviously right.
+  /// Blocked online softmax (spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The default.
+  Blocked,
+  /// One query row at a time with the row's logits materialized; simple and obviously right. The
+  /// anchor the blocked kernel is tested against.
   Reference,
 };
 
 /// Configuration of Exact<T>.
 struct ExactOptions {
-  ExactKernel kernel = ExactKernel::Reference;
+  ExactKernel kernel = ExactKernel::Blocked;
+  /// Query rows per tile (Br) of the blocked kernel; 0 = default (128). Tuning only.
+  Index block_q = 0;
+  /// Keys per tile (Bc) of the blocked kernel; 0 = default (256). Tuning only.
+  Index block_k = 0;
 };
 
 /// Exact softmax attention: out_i = sum_j softmax_j(s q_i.k_j + b_ij) v_j over the visible keys.
@@ -36,7 +46,11 @@ class Exact {
                 "fastattn::Exact<T>: T must be float or double");
 
  public:
-  explicit Exact(ExactOptions options = {}) : options_(options) {}
+  explicit Exact(ExactOptions options = {}) : options_(options) {
+    FASTATTN_CHECK(options.block_q >= 0 && options.block_k >= 0,
+                   "Exact: block_q and block_k must be >= 0 (0 = default), got "
+                       << options.block_q << " and " << options.block_k);
+  }
 
   const ExactOptions& options() const { return options_; }
 
@@ -70,7 +84,133 @@ class Exact {
     FASTATTN_CHECK(lse.size() == 0 || lse.size() == q.rows(),
                    "Exact::forward: lse has size " << lse.size() << " but q " << detail::shape(q)
                                                    << " has Nq = " << q.rows() << " rows");
-    detail::exact_reference<T>(q, k, v, out, opt, bias, lse);
+    detail::SerialEigenScope serial_eigen;
+    if (options_.kernel == ExactKernel::Reference) {
+      detail::exact_reference<T>(q, k, v, out, opt, bias, lse);
+    } else {
+      detail::ExactBlocking blocking;
+      if (options_.block_q > 0) blocking.block_q = options_.block_q;
+      if (options_.block_k > 0) blocking.block_k = options_.block_k;
+      detail::exact_blocked<T>(q, k, v, out, opt, bias, lse, blocking);
+    }
+  }
+
+  /// Causal decoding state: a KV cache of the keys [size, D] and values [size, Dv] seen so far,
+  /// with reserved capacity that grows geometrically, so step() does not allocate once the
+  /// capacity covers the sequence (see reserve()).
+  class State {
+   public:
+    /// Number of cached tokens.
+    Index size() const { return size_; }
+    /// Tokens the cache holds without reallocating.
+    Index capacity() const { return capacity_; }
+    /// Makes room for `tokens` tokens in total (allocates now if D is known, else at the first
+    /// step).
+    void reserve(Index tokens) {
+      FASTATTN_CHECK(tokens >= 0, "Exact::State::reserve: tokens must be >= 0, got " << tokens);
+      requested_ = std::max(requested_, tokens);
+      if (head_dim_ > 0) grow(requested_);
+    }
+    /// Cached keys [size, D].
+    auto keys() const { return keys_.topRows(size_); }
+    /// Cached values [size, Dv].
+    auto values() const { return values_.topRows(size_); }
+
+   private:
+    friend class Exact;
+    State(Index value_dim, double scale, double alibi_slope)
+        : value_dim_(value_dim), scale_(scale), alibi_slope_(alibi_slope) {}
+
+    void grow(Index tokens) {
+      if (tokens <= capacity_) return;
+      const Index cap = std::max({tokens, 2 * capacity_, Index(64)});
+      keys_.conservativeResize(cap, head_dim_);
+      values_.conservativeResize(cap, value_dim_);
+      padded_.conservativeResize(cap);
+      logits_.resize(cap);
+      capacity_ = cap;
+    }
+
+    RowMatrix<T> keys_, values_;
+    KeyMask padded_;
+    Vector<T> logits_;  // [capacity] workspace of one decoding step
+    Index size_ = 0, capacity_ = 0, requested_ = 0, head_dim_ = 0;
+    Index value_dim_;
+    double scale_;  // 0 = 1/sqrt(D)
+    double alibi_slope_;
+  };
+
+  /// A decoding state for values of width `value_dim` (default scale, no ALiBi).
+  State make_state(Index value_dim) const { return make_state(value_dim, AttentionOptions{}); }
+
+  /// A decoding state for values of width `value_dim` using opt.scale and opt.alibi_slope
+  /// (decoding is causal by construction; per-token padding is an argument of step()), with room
+  /// for `capacity` tokens.
+  State make_state(Index value_dim, const AttentionOptions& opt, Index capacity = 0) const {
+    FASTATTN_CHECK(value_dim >= 0, "Exact::make_state: value_dim must be >= 0, got " << value_dim);
+    FASTATTN_CHECK(std::isfinite(opt.scale),
+                   "Exact::make_state: scale must be finite, got " << opt.scale);
+    FASTATTN_CHECK(
+        std::isfinite(opt.alibi_slope) && opt.alibi_slope >= 0,
+        "Exact::make_state: alibi_slope must be finite and >= 0, got " << opt.alibi_slope);
+    FASTATTN_CHECK(
+        opt.key_padding.size() == 0,
+        "Exact::make_state: key_padding must be empty; pass padding per token to step()");
+    State state(value_dim, opt.scale, opt.alibi_slope);
+    state.reserve(capacity);
+    return state;
+  }
+
+  /// Appends n >= 1 tokens (k_t [n, D], v_t [n, Dv]) to the cache and writes the causal attention
+  /// of q_t [n, D] over the whole cache to out_t [n, Dv]. n = 1 is one decoding step; n > 1 is a
+  /// chunked prefill. Feeding a sequence through step() equals forward() with causal = true.
+  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
+            MatRef<T> out_t) const {
+    step(state, q_t, k_t, v_t, out_t, false);
+  }
+
+  /// As step() above; `padded` marks the new tokens' keys as padding (never visible).
+  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
+            MatRef<T> out_t, bool padded) const {
+    const Index n = q_t.rows();
+    FASTATTN_CHECK(n >= 1, "Exact::step: q_t " << detail::shape(q_t) << " must have a row");
+    if (state.head_dim_ == 0) state.head_dim_ = q_t.cols();
+    const Index d = state.head_dim_;
+    FASTATTN_CHECK(q_t.cols() == d && k_t.rows() == n && k_t.cols() == d,
+                   "Exact::step: q_t " << detail::shape(q_t) << " and k_t " << detail::shape(k_t)
+                                       << " must both be [n, D] with D = " << d);
+    FASTATTN_CHECK(v_t.rows() == n && v_t.cols() == state.value_dim_,
+                   "Exact::step: v_t " << detail::shape(v_t) << " must be [" << n << ", "
+                                       << state.value_dim_ << "] (value_dim of the state)");
+    FASTATTN_CHECK(out_t.rows() == n && out_t.cols() == state.value_dim_,
+                   "Exact::step: out_t " << detail::shape(out_t) << " must be [" << n << ", "
+                                         << state.value_dim_ << "]");
+    detail::SerialEigenScope serial_eigen;
+    state.grow(std::max(state.size_ + n, state.requested_));
+    // A padded token is stored with zero key and value: it is never visible, and garbage in its
+    // value cannot reach an output through 0 * NaN.
+    if (padded) {
+      state.keys_.middleRows(state.size_, n).setZero();
+      state.values_.middleRows(state.size_, n).setZero();
+    } else {
+      state.keys_.middleRows(state.size_, n) = k_t;
+      state.values_.middleRows(state.size_, n) = v_t;
+    }
+    state.padded_.segment(state.size_, n).setConstant(padded);
+    state.size_ += n;
+
+    AttentionOptions opt;
+    opt.scale = state.scale_;
+    opt.alibi_slope = state.alibi_slope_;
+    if (n == 1) {
+      detail::exact_decode_row<T>(q_t, state.keys(), state.values(),
+                                  state.padded_.head(state.size_), opt,
+                                  state.logits_.head(state.size_), out_t);
+    } else {  // chunked prefill: bottom-right causal attention of the n new queries
+      opt.causal = true;
+      opt.key_padding = state.padded_.head(state.size_);
+      forward(q_t, state.keys(), state.values(), out_t, opt);
+    }
   }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
