@@ -4,7 +4,10 @@
 
 #include "fastattn/config.hpp"
 #include "fastattn/exact.hpp"
+#include "fastattn/features.hpp"
+#include "fastattn/linear.hpp"
 #include "fastattn/metrics.hpp"
 #include "fastattn/options.hpp"
+#include "fastattn/random.hpp"
 #include "fastattn/types.hpp"
 #include "fastattn/version.hpp"

@@ -4,10 +4,10 @@
 ///
 /// Reproducibility: the generator is xoshiro256** seeded through SplitMix64, and normals come from
 /// Box-Muller on 53-bit uniforms; nothing depends on implementation-defined library distributions
-/// (std::normal_distribution) or on std::rand (Eigen's Random()). The uniform stream is identical on
-/// every platform; normals use std::log/std::sqrt/std::cos, so they are identical wherever the C
-/// math library rounds alike (e.g. every glibc). Projections are drawn in double and then cast to T,
-/// so float and double get the same matrix up to rounding. Nothing here depends on threads.
+/// (std::normal_distribution) or on std::rand (Eigen's Random()). The uniform stream is identical
+/// on every platform; normals use std::log/std::sqrt/std::cos, so they are identical wherever the C
+/// math library rounds alike (e.g. every glibc). Projections are drawn in double and then cast to
+/// T, so float and double get the same matrix up to rounding. Nothing here depends on threads.
 
 #include <Eigen/QR>
 #include <cmath>
@@ -81,8 +81,10 @@ class Rng {
 namespace detail {
 
 inline void check_projection_size(const char* fn, Index m, Index d) {
-  FASTATTN_CHECK(m >= 1 && d >= 1, fn << ": m (projections) and d (head dimension) must be at least "
-                                         "1, got m = " << m << ", d = " << d);
+  FASTATTN_CHECK(m >= 1 && d >= 1,
+                 fn << ": m (projections) and d (head dimension) must be at least "
+                       "1, got m = "
+                    << m << ", d = " << d);
 }
 
 /// [d, d] Haar-distributed orthogonal matrix: QR of a Gaussian block with Mezzadri's sign fix
@@ -141,17 +143,32 @@ RowMatrix<T> gaussian_projection(Index m, Index d, std::uint64_t seed) {
   return w;
 }
 
+namespace detail {
+/// ORF blocks with or without Mezzadri's sign fix; the unfixed variant reproduces the reference
+/// implementations (spec/favor.md §11, §13.1) and exists only for their compatibility modes.
+template <class T>
+RowMatrix<T> orthogonal_projection_impl(Index m, Index d, std::uint64_t seed, bool sign_fix) {
+  Rng rng(seed);
+  Eigen::MatrixXd w = stacked_blocks(m, d, [&] {
+    Eigen::MatrixXd g(d, d);
+    if (sign_fix) return Eigen::MatrixXd(haar_orthogonal(d, rng).transpose());
+    for (Index i = 0; i < d; ++i)
+      for (Index j = 0; j < d; ++j) g(i, j) = rng.normal();
+    return Eigen::MatrixXd(
+        Eigen::MatrixXd(Eigen::HouseholderQR<Eigen::MatrixXd>(g).householderQ()).transpose());
+  });
+  scale_rows_by_chi_norms(w, rng);  // norms drawn after, independent of the directions
+  return to_row_matrix<T>(w);
+}
+}  // namespace detail
+
 /// [m, d] block-orthogonal projection (ORF): ceil(m/d) independent Haar blocks of d orthonormal
 /// rows (sign-fixed QR), the last one partial, each row scaled by an independent chi_d norm, so
 /// every row is marginally N(0, I_d) (spec/favor.md §2.2).
 template <class T>
 RowMatrix<T> orthogonal_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("orthogonal_projection", m, d);
-  Rng rng(seed);
-  Eigen::MatrixXd w =
-      detail::stacked_blocks(m, d, [&] { return Eigen::MatrixXd(detail::haar_orthogonal(d, rng).transpose()); });
-  detail::scale_rows_by_chi_norms(w, rng);  // norms drawn after, independent of the directions
-  return detail::to_row_matrix<T>(w);
+  return detail::orthogonal_projection_impl<T>(m, d, seed, true);
 }
 
 /// [m, d] ORF directions with every row norm sqrt(d): the projection of the SMREG kernel. It does
@@ -160,8 +177,8 @@ template <class T>
 RowMatrix<T> fixed_norm_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("fixed_norm_projection", m, d);
   Rng rng(seed);
-  Eigen::MatrixXd w =
-      detail::stacked_blocks(m, d, [&] { return Eigen::MatrixXd(detail::haar_orthogonal(d, rng).transpose()); });
+  Eigen::MatrixXd w = detail::stacked_blocks(
+      m, d, [&] { return Eigen::MatrixXd(detail::haar_orthogonal(d, rng).transpose()); });
   w *= std::sqrt(static_cast<double>(d));
   return detail::to_row_matrix<T>(w);
 }
@@ -172,10 +189,12 @@ RowMatrix<T> fixed_norm_projection(Index m, Index d, std::uint64_t seed) {
 template <class T>
 RowMatrix<T> simplex_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("simplex_projection", m, d);
-  FASTATTN_CHECK(d >= 2, "simplex_projection: d must be at least 2 (a simplex needs two vertices), "
-                         "got d = " << d);
-  // Vertices s_i = sqrt(d/(d-1)) e_i - ((sqrt(d) + 1)/(d-1)^{3/2}) 1' (i < d), s_d = (d-1)^{-1/2} 1',
-  // with 1' = (1, ..., 1, 0).
+  FASTATTN_CHECK(d >= 2,
+                 "simplex_projection: d must be at least 2 (a simplex needs two vertices), "
+                 "got d = "
+                     << d);
+  // Vertices s_i = sqrt(d/(d-1)) e_i - ((sqrt(d) + 1)/(d-1)^{3/2}) 1' (i < d), s_d = (d-1)^{-1/2}
+  // 1', with 1' = (1, ..., 1, 0).
   const double dd = static_cast<double>(d);
   Eigen::MatrixXd simplex = Eigen::MatrixXd::Zero(d, d);
   const double diag = std::sqrt(dd / (dd - 1)), shift = (std::sqrt(dd) + 1) / std::pow(dd - 1, 1.5);
@@ -185,10 +204,31 @@ RowMatrix<T> simplex_projection(Index m, Index d, std::uint64_t seed) {
   }
   simplex.row(d - 1).head(d - 1).setConstant(1 / std::sqrt(dd - 1));
   Rng rng(seed);
-  Eigen::MatrixXd w =
-      detail::stacked_blocks(m, d, [&] { return Eigen::MatrixXd(simplex * detail::haar_orthogonal(d, rng)); });
+  Eigen::MatrixXd w = detail::stacked_blocks(
+      m, d, [&] { return Eigen::MatrixXd(simplex * detail::haar_orthogonal(d, rng)); });
   detail::scale_rows_by_chi_norms(w, rng);
   return detail::to_row_matrix<T>(w);
+}
+
+/// How a method draws its projection directions (rows are always marginally N(0, I_d)).
+enum class Projection {
+  Orthogonal,  ///< block-orthogonal rows (sign-fixed QR), independent chi_d norms (the default)
+  Gaussian,    ///< iid N(0, 1) entries
+  Simplex,     ///< rotated regular-simplex blocks, independent chi_d norms (Reid et al., 2023)
+};
+
+/// [m, d] projection of the given kind drawn from `seed`.
+template <class T>
+RowMatrix<T> draw_projection(Projection kind, Index m, Index d, std::uint64_t seed) {
+  switch (kind) {
+    case Projection::Gaussian:
+      return gaussian_projection<T>(m, d, seed);
+    case Projection::Simplex:
+      return simplex_projection<T>(m, d, seed);
+    case Projection::Orthogonal:
+      break;
+  }
+  return orthogonal_projection<T>(m, d, seed);
 }
 
 }  // namespace fastattn

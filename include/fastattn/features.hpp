@@ -1,0 +1,226 @@
+#pragma once
+/// @file features.hpp
+/// Random-feature maps on row blocks (spec/favor.md §3-§5, spec/rfa.md §2, §7): positive (FAVOR+),
+/// hyperbolic, FAVOR++ (OPRF), trigonometric (RFF/RFA), ReLU/arc-cosine; plus the plain textbook
+/// maps `positive_features` and `trig_features`.
+///
+/// A FeatureMap turns rows x [n, D] into features [n, M] with one GEMM (x W_eff^T, where W_eff has
+/// the input scale, the per-dimension rescaling and FAVOR++'s B folded in once) and one fused
+/// vectorized pass in place. Exponential kinds return *log*-features: the linear-attention core
+/// (linear.hpp) exponentiates them with stabilizing shifts that cancel exactly (spec/favor.md §6),
+/// so no feature ever overflows and no eps is added. Constant factors (m^-1/2, (1-4A)^{d/4}) cancel
+/// in attention and are dropped by FeatureMap; the public textbook maps keep them.
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "fastattn/config.hpp"
+#include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/eigen_threads.hpp"
+#include "fastattn/detail/sincos.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn {
+
+/// The feature maps. m = number of projections (rows of W), M = number of features.
+enum class FeatureKind {
+  Positive,     ///< exp(w.x - |x|^2/2); M = m; log domain (FAVOR+)
+  Hyperbolic,   ///< [exp(w.x - |x|^2/2), exp(-w.x - |x|^2/2)]; M = 2m; log domain
+  Optimal,      ///< exp(A|w|^2 + B w.x - |x|^2/2), B = sqrt(1 - 4A); M = m; log domain (FAVOR++)
+  Trig,         ///< [cos w.x, sin w.x]; M = 2m; signed (RFF, RFA)
+  Relu,         ///< max(w.x, 0) + eps; M = m; non-negative (Performer-ReLU, RFA-arccos)
+  Identity,     ///< x itself (no projection); M = D; signed (features supplied by the caller)
+  Exponential,  ///< exp(x) (no projection); M = D; log domain (log-features supplied by the caller)
+};
+
+/// Input transform and parameters of a FeatureMap.
+struct FeatureMapOptions {
+  /// x -> input_scale * x (FAVOR: sqrt of the attention scale). Must be finite and > 0.
+  double input_scale = 1;
+  /// x -> x / |x| first (RFA). A zero row stays zero.
+  bool normalize = false;
+  /// A of FeatureKind::Optimal; must be < 1/8 (finite variance). A = 0 is FAVOR+.
+  double optimal_a = 0;
+  /// eps added to FeatureKind::Relu features; must be >= 0.
+  double relu_eps = 0;
+};
+
+/// A feature map phi: R^D -> R^M with projection W [m, D] (see FeatureKind).
+///
+/// Thread safety: apply() is const and may be called concurrently.
+template <class T>
+class FeatureMap {
+ public:
+  /// kind with projection W [m, D] (ignored for Identity/Exponential, which need only D: pass
+  /// any [0, D] or [m, D] matrix), options, and an optional per-dimension input rescaling
+  /// psi [D] (x -> psi o x; empty = none; entries finite and > 0).
+  FeatureMap(FeatureKind kind, RowMatrix<T> projection, FeatureMapOptions options = {},
+             Vector<T> dim_scale = Vector<T>())
+      : kind_(kind),
+        options_(options),
+        projection_(std::move(projection)),
+        dim_scale_(std::move(dim_scale)) {
+    const Index d = projection_.cols();
+    FASTATTN_CHECK(d >= 1, "FeatureMap: projection " << detail::shape(projection_)
+                                                     << " must have D >= 1 columns");
+    const bool projected = kind != FeatureKind::Identity && kind != FeatureKind::Exponential;
+    FASTATTN_CHECK(!projected || projection_.rows() >= 1,
+                   "FeatureMap: projection " << detail::shape(projection_)
+                                             << " must have at least one row (m >= 1)");
+    FASTATTN_CHECK(projection_.allFinite(), "FeatureMap: projection " << detail::shape(projection_)
+                                                                      << " has non-finite entries");
+    FASTATTN_CHECK(std::isfinite(options.input_scale) && options.input_scale > 0,
+                   "FeatureMap: input_scale must be finite and > 0, got " << options.input_scale);
+    FASTATTN_CHECK(std::isfinite(options.optimal_a) && options.optimal_a < 0.125,
+                   "FeatureMap: optimal_a must be finite and < 1/8 (finite variance), got "
+                       << options.optimal_a);
+    FASTATTN_CHECK(std::isfinite(options.relu_eps) && options.relu_eps >= 0,
+                   "FeatureMap: relu_eps must be finite and >= 0, got " << options.relu_eps);
+    FASTATTN_CHECK(dim_scale_.size() == 0 || dim_scale_.size() == d,
+                   "FeatureMap: dim_scale has size " << dim_scale_.size() << " but D = " << d);
+    FASTATTN_CHECK(dim_scale_.size() == 0 ||
+                       (dim_scale_.array().isFinite().all() && (dim_scale_.array() > T(0)).all()),
+                   "FeatureMap: dim_scale entries must be finite and > 0");
+
+    // Fold x -> c psi o x (and FAVOR++'s B) into the projection: u = W_eff x.
+    Vector<T> scale = dim_scale_.size() ? dim_scale_ : Vector<T>::Ones(d);
+    scale *= static_cast<T>(options.input_scale);
+    squared_scale_ = scale.array().square();
+    uniform_scale_ = dim_scale_.size() == 0;
+    if (!projected) {
+      w_eff_ = scale.asDiagonal();
+    } else {
+      const double b = kind == FeatureKind::Optimal ? std::sqrt(1 - 4 * options.optimal_a) : 1.0;
+      w_eff_ = (projection_ * scale.asDiagonal()) * static_cast<T>(b);
+      if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
+        feature_offset_ = projection_.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
+    }
+  }
+
+  FeatureKind kind() const { return kind_; }
+  const FeatureMapOptions& options() const { return options_; }
+  /// The projection W [m, D] as given.
+  const RowMatrix<T>& projection() const { return projection_; }
+  /// The per-dimension input rescaling psi [D] (empty = none).
+  const Vector<T>& dim_scale() const { return dim_scale_; }
+  /// D, the input width.
+  Index input_dim() const { return projection_.cols(); }
+  /// M, the number of features.
+  Index num_features() const {
+    const Index m = w_eff_.rows();
+    return kind_ == FeatureKind::Hyperbolic || kind_ == FeatureKind::Trig ? 2 * m : m;
+  }
+  /// True when apply() returns log-features (the feature is exp of the output).
+  bool log_domain() const {
+    return kind_ == FeatureKind::Positive || kind_ == FeatureKind::Hyperbolic ||
+           kind_ == FeatureKind::Optimal || kind_ == FeatureKind::Exponential;
+  }
+  /// True when every feature is >= 0 (so attention denominators are >= 0).
+  bool nonnegative() const { return log_domain() || kind_ == FeatureKind::Relu; }
+
+  /// x [n, D] -> out [n, M]: log-features when log_domain(), features otherwise. Does not
+  /// allocate, so the core can call it once per chunk.
+  void apply(const ConstMatRef<T>& x, MatRef<T> out) const {
+    const Index n = x.rows(), m = w_eff_.rows();
+    FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == num_features(),
+                   "FeatureMap::apply: x " << detail::shape(x) << " and out " << detail::shape(out)
+                                           << " must be [n, D] and [n, M] with D = " << input_dim()
+                                           << ", M = " << num_features());
+    auto u = out.leftCols(m);
+    u.noalias() = x * w_eff_.transpose();  // the one GEMM
+
+    // One pass per row (rows are contiguous; a column-wise broadcast would stride through
+    // memory): the inverse norm (normalize), h = |c psi o x_hat|^2 / 2 (log domain), and the kind.
+    const bool need_h = log_domain() && kind_ != FeatureKind::Exponential;
+    const T eps = static_cast<T>(options_.relu_eps);
+    for (Index i = 0; i < n; ++i) {
+      auto ui = u.row(i);
+      T inv_norm = 1, h = 0;
+      if (options_.normalize || need_h) {
+        const T sq = x.row(i).squaredNorm();
+        if (options_.normalize) {
+          inv_norm = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
+          ui *= inv_norm;
+        }
+        if (need_h) {
+          const T weighted =
+              uniform_scale_
+                  ? sq * squared_scale_[0]
+                  : (x.row(i).array() * x.row(i).array() * squared_scale_.transpose()).sum();
+          h = T(0.5) * weighted * inv_norm * inv_norm;
+        }
+      }
+      switch (kind_) {
+        case FeatureKind::Positive:
+          ui.array() -= h;
+          break;
+        case FeatureKind::Optimal:
+          ui.array() += feature_offset_.transpose().array() - h;
+          break;
+        case FeatureKind::Hyperbolic:
+          out.row(i).tail(m).array() = -ui.array() - h;
+          ui.array() -= h;
+          break;
+        case FeatureKind::Trig:
+          detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m);
+          break;
+        case FeatureKind::Relu:
+          ui = (ui.array().max(T(0)) + eps).matrix();
+          break;
+        case FeatureKind::Identity:
+        case FeatureKind::Exponential:
+          break;
+      }
+    }
+  }
+
+  /// x [n, D] -> a new [n, M] matrix (log-features when log_domain()). Allocates; for hot loops
+  /// use apply().
+  RowMatrix<T> operator()(ConstMatRef<T> x) const {
+    RowMatrix<T> out(x.rows(), num_features());
+    detail::SerialEigenScope serial_eigen;
+    apply(x, out);
+    return out;
+  }
+
+ private:
+  FeatureKind kind_;
+  FeatureMapOptions options_;
+  RowMatrix<T> projection_;   // [m, D] as given
+  Vector<T> dim_scale_;       // [D] or empty
+  RowMatrix<T> w_eff_;        // [m, D] = B * W * diag(c psi)  (Identity/Exponential: diag(c psi))
+  Vector<T> feature_offset_;  // [m] A |w_r|^2 (Optimal)
+  Eigen::Array<T, Eigen::Dynamic, 1> squared_scale_;  // [D] (c psi)^2
+  bool uniform_scale_ = true;
+};
+
+/// x [N, D], w [m, D] -> [N, m]: m^-1/2 exp(w.x - |x|^2/2), the plain FAVOR+ map (no
+/// stabilization: overflows for large |x|; attention uses the log domain instead).
+template <class T>
+RowMatrix<T> positive_features(ConstMatRef<T> x, ConstMatRef<T> w) {
+  FASTATTN_CHECK(x.cols() == w.cols(), "positive_features: x " << detail::shape(x) << " and w "
+                                                               << detail::shape(w)
+                                                               << " must have the same D");
+  const FeatureMap<T> map(FeatureKind::Positive, w);
+  RowMatrix<T> out = map(x);
+  out = out.array().exp() / std::sqrt(static_cast<T>(w.rows()));
+  return out;
+}
+
+/// x [N, D], w [m, D] -> [N, 2m]: m^-1/2 exp(|x|^2/2) [cos w.x, sin w.x], the textbook random
+/// Fourier features of the softmax kernel (signed; E[phi(x).phi(y)] = exp(x.y)).
+template <class T>
+RowMatrix<T> trig_features(ConstMatRef<T> x, ConstMatRef<T> w) {
+  FASTATTN_CHECK(x.cols() == w.cols(), "trig_features: x " << detail::shape(x) << " and w "
+                                                           << detail::shape(w)
+                                                           << " must have the same D");
+  const FeatureMap<T> map(FeatureKind::Trig, w);
+  RowMatrix<T> out = map(x);
+  const T inv_sqrt_m = T(1) / std::sqrt(static_cast<T>(w.rows()));
+  for (Index i = 0; i < x.rows(); ++i)
+    out.row(i) *= inv_sqrt_m * std::exp(T(0.5) * x.row(i).squaredNorm());
+  return out;
+}
+
+}  // namespace fastattn
