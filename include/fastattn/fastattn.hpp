@@ -4,6 +4,7 @@
 
 #include "fastattn/config.hpp"
 #include "fastattn/exact.hpp"
+#include "fastattn/favor.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
 #include "fastattn/metrics.hpp"
