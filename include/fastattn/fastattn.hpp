@@ -3,6 +3,7 @@
 /// Umbrella header: includes every public fastattn header.
 
 #include "fastattn/config.hpp"
+#include "fastattn/eva.hpp"
 #include "fastattn/exact.hpp"
 #include "fastattn/favor.hpp"
 #include "fastattn/features.hpp"
