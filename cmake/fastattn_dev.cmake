@@ -18,6 +18,10 @@ function(fastattn_configure_target target)
   endif()
   if(FASTATTN_NATIVE)
     target_compile_options(${target} PRIVATE -march=native)
+    # GCC 12 reports false -Wmaybe-uninitialized inside its own AVX-512 intrinsics headers.
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+    endif()
   endif()
   if(FASTATTN_SANITIZE)
     target_compile_options(${target} PRIVATE -fsanitize=${FASTATTN_SANITIZE}

@@ -72,7 +72,8 @@ class FeatureMap {
                                                                       << " has non-finite entries");
     FASTATTN_CHECK(std::isfinite(options.input_scale) && options.input_scale > 0,
                    "FeatureMap: input_scale must be finite and > 0, got " << options.input_scale);
-    FASTATTN_CHECK(std::isfinite(options.optimal_a) && options.optimal_a < 0.125,
+    FASTATTN_CHECK(kind != FeatureKind::Optimal ||
+                       (std::isfinite(options.optimal_a) && options.optimal_a < 0.125),
                    "FeatureMap: optimal_a must be finite and < 1/8 (finite variance), got "
                        << options.optimal_a);
     FASTATTN_CHECK(std::isfinite(options.relu_eps) && options.relu_eps >= 0,

@@ -150,8 +150,8 @@ template <class T>
 RowMatrix<T> orthogonal_projection_impl(Index m, Index d, std::uint64_t seed, bool sign_fix) {
   Rng rng(seed);
   Eigen::MatrixXd w = stacked_blocks(m, d, [&] {
-    Eigen::MatrixXd g(d, d);
     if (sign_fix) return Eigen::MatrixXd(haar_orthogonal(d, rng).transpose());
+    Eigen::MatrixXd g(d, d);
     for (Index i = 0; i < d; ++i)
       for (Index j = 0; j < d; ++j) g(i, j) = rng.normal();
     return Eigen::MatrixXd(
