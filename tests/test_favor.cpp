@@ -449,6 +449,10 @@ TYPED_TEST(FavorTest, BadInputThrowsWithUsefulMessage) {
   EXPECT_NE(message([&] { Favor<T>(RowMatrix<T>::Ones(8, 4), bad); }).find("num_features = 16"),
             std::string::npos);
   EXPECT_THROW(Favor<T>(0), std::invalid_argument);
+  // redraw() would silently replace a caller's projection with a default random one.
+  Favor<T> given(RowMatrix<T>::Ones(8, 4));
+  EXPECT_NE(message([&] { given.redraw(1); }).find("caller-supplied"), std::string::npos);
+  EXPECT_EQ(given.projection().rows(), 8);
 }
 
 }  // namespace

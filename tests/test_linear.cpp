@@ -91,11 +91,16 @@ RowMatrix<double> naive_linear(const RowMatrix<double>& fq, const RowMatrix<doub
         den += w;
         num += w * v.row(j);
       }
-      if (den > spec.den_eps) {
+      // The guard floor is relative to the row's total visible weight (LinearOptions::den_eps).
+      double mass = 0;
+      for (Index j = 0; j < nk; ++j)
+        if (log_w[size_t(j)] > kNegInf) mass += std::exp(log_w[size_t(j)]);
+      const double floor = spec.den_eps * mass;
+      if (den > floor) {
         out.row(i) = num / den;
       } else {
         if (guarded) ++*guarded;
-        if (spec.den_eps > 0) out.row(i) = num / spec.den_eps;
+        if (floor > 0) out.row(i) = num / floor;
       }
     }
   }

@@ -16,6 +16,7 @@
 #include <limits>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "fastattn/config.hpp"
 #include "fastattn/detail/checks.hpp"
@@ -95,11 +96,16 @@ class Favor {
                                             << detail::shape(projection) << " has "
                                             << projection.rows() << " rows");
     head_dim_ = projection.cols();
+    caller_projection_ = true;
     set_projection(std::move(projection));
   }
 
-  /// Draws a new projection from `seed` (explicit; nothing is ever redrawn implicitly).
+  /// Draws a new projection from `seed` (explicit; nothing is ever redrawn implicitly). Not for a
+  /// Favor built from a caller's projection (it would be replaced by a default one): that throws.
   void redraw(std::uint64_t seed) {
+    FASTATTN_CHECK(!caller_projection_,
+                   "Favor::redraw: this Favor uses a caller-supplied "
+                   "projection; construct a new Favor with the new projection");
     options_.seed = seed;
     draw(seed);
   }
@@ -146,6 +152,32 @@ class Favor {
     linear_attention<T>(maps.query, maps.key, q, k, v, out, opt, lopt);
   }
 
+  /// Grouped-query attention: query heads q[g] [Nq, D] sharing k [Nk, D], v [Nk, Dv] ->
+  /// out[g] [Nq, Dv]; the key-side work is done once for the group. Each result equals forward()
+  /// on that head. (With per-call fitted parameters, FAVOR++'s A* or rescaling, each head is fitted
+  /// on its own queries, so the heads are computed one by one.)
+  void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
+                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const {
+    FASTATTN_CHECK(q.size() == out.size(), "Favor::forward_group: " << q.size()
+                                                                    << " query heads but "
+                                                                    << out.size() << " outputs");
+    const bool data_dependent = options_.rescale || needs_auto_a();
+    if (options_.compat != FavorCompat::None || data_dependent ||
+        detail::resolve_scale(opt, head_dim_) != default_scale()) {
+      for (std::size_t g = 0; g < q.size(); ++g) forward(q[g], k, v, out[g], opt);
+      return;
+    }
+    for (const auto& qg : q)
+      FASTATTN_CHECK(qg.cols() == head_dim_, "Favor::forward_group: q "
+                                                 << detail::shape(qg)
+                                                 << " must have D = head_dim = " << head_dim_);
+    FASTATTN_CHECK(opt.alibi_slope == 0,
+                   "Favor::forward_group: ALiBi cannot be represented by "
+                   "random features; use Exact");
+    grouped_linear_attention<T>(maps_->query, maps_->key, q, k, v, out, opt,
+                                LinearOptions{options_.chunk_size, 0});
+  }
+
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
   RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
                           const AttentionOptions& opt = {}) const {
@@ -155,7 +187,7 @@ class Favor {
   }
 
   /// Causal decoding state: the key sums [M, Dv + 1] and the running key shift, O(M Dv) memory.
-  /// Holds its own copy of the feature maps, so a later redraw() does not affect it.
+  /// Holds its own copy of the feature map, so a later redraw() does not affect it.
   class State {
    public:
     /// Tokens stepped so far.
@@ -165,11 +197,11 @@ class Favor {
 
    private:
     friend class Favor;
-    State(FeatureMap<T> query, FeatureMap<T> key, Index value_dim)
-        : query_(std::move(query)),
-          key_(std::move(key)),
-          linear_(query_.num_features(), value_dim) {}
-    FeatureMap<T> query_, key_;
+    State(FeatureMap<T> map, Index value_dim)
+        : map_(std::move(map)), linear_(map_.num_features(), value_dim) {}
+    // One map for queries and keys: decoding features never depend on the data (no rescaling), so
+    // the two are the same, and sharing halves the weights a step streams through the cache.
+    FeatureMap<T> map_;
     LinearState<T> linear_;
   };
 
@@ -187,14 +219,14 @@ class Favor {
     FASTATTN_CHECK(std::isfinite(opt.scale), "Favor::make_state: scale must be finite");
     FASTATTN_CHECK(value_dim >= 0, "Favor::make_state: value_dim must be >= 0");
     Maps maps = make_maps(detail::resolve_scale(opt, head_dim_), nullptr, nullptr, nullptr);
-    return State(std::move(maps.query), std::move(maps.key), value_dim);
+    return State(std::move(maps.query), value_dim);
   }
 
   /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]. Token-by-token equals the causal
   /// forward(). `padded` marks the token's key as padding. Does not allocate.
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
             MatRef<T> out_t, bool padded = false) const {
-    state.linear_.step(state.query_, state.key_, q_t, k_t, v_t, out_t, padded);
+    state.linear_.step(state.map_, state.map_, q_t, k_t, v_t, out_t, padded);
   }
 
  private:
@@ -329,6 +361,7 @@ class Favor {
 
   FavorOptions options_;
   Index head_dim_ = 0;
+  bool caller_projection_ = false;
   RowMatrix<T> projection_;
   std::optional<Maps> maps_;  // for the default scale and no data-dependent parts
 };

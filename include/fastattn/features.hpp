@@ -18,6 +18,7 @@
 #include "fastattn/config.hpp"
 #include "fastattn/detail/checks.hpp"
 #include "fastattn/detail/eigen_threads.hpp"
+#include "fastattn/detail/simd.hpp"
 #include "fastattn/detail/sincos.hpp"
 #include "fastattn/types.hpp"
 
@@ -90,10 +91,10 @@ class FeatureMap {
     squared_scale_ = scale.array().square();
     uniform_scale_ = dim_scale_.size() == 0;
     if (!projected) {
-      w_eff_ = scale.asDiagonal();
+      w_eff_t_ = scale.asDiagonal();
     } else {
       const double b = kind == FeatureKind::Optimal ? std::sqrt(1 - 4 * options.optimal_a) : 1.0;
-      w_eff_ = (projection_ * scale.asDiagonal()) * static_cast<T>(b);
+      w_eff_t_ = ((projection_ * scale.asDiagonal()) * static_cast<T>(b)).transpose();
       if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
         feature_offset_ = projection_.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
     }
@@ -109,7 +110,7 @@ class FeatureMap {
   Index input_dim() const { return projection_.cols(); }
   /// M, the number of features.
   Index num_features() const {
-    const Index m = w_eff_.rows();
+    const Index m = w_eff_t_.cols();
     return kind_ == FeatureKind::Hyperbolic || kind_ == FeatureKind::Trig ? 2 * m : m;
   }
   /// True when apply() returns log-features (the feature is exp of the output).
@@ -123,13 +124,17 @@ class FeatureMap {
   /// x [n, D] -> out [n, M]: log-features when log_domain(), features otherwise. Does not
   /// allocate, so the core can call it once per chunk.
   void apply(const ConstMatRef<T>& x, MatRef<T> out) const {
-    const Index n = x.rows(), m = w_eff_.rows();
+    const Index n = x.rows(), m = w_eff_t_.cols();
     FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == num_features(),
                    "FeatureMap::apply: x " << detail::shape(x) << " and out " << detail::shape(out)
                                            << " must be [n, D] and [n, M] with D = " << input_dim()
                                            << ", M = " << num_features());
     auto u = out.leftCols(m);
-    u.noalias() = x * w_eff_.transpose();  // the one GEMM
+    if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
+      detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
+                                 out.data(), out.outerStride());
+    else
+      u.noalias() = x * w_eff_t_;  // the one GEMM
 
     // One pass per row (rows are contiguous; a column-wise broadcast would stride through
     // memory): the inverse norm (normalize), h = |c psi o x_hat|^2 / 2 (log domain), and the kind.
@@ -188,10 +193,12 @@ class FeatureMap {
  private:
   FeatureKind kind_;
   FeatureMapOptions options_;
-  RowMatrix<T> projection_;   // [m, D] as given
-  Vector<T> dim_scale_;       // [D] or empty
-  RowMatrix<T> w_eff_;        // [m, D] = B * W * diag(c psi)  (Identity/Exponential: diag(c psi))
-  Vector<T> feature_offset_;  // [m] A |w_r|^2 (Optimal)
+  RowMatrix<T> projection_;  // [m, D] as given
+  Vector<T> dim_scale_;      // [D] or empty
+  // W_eff^T [D, m], W_eff = B W diag(c psi) (Identity/Exponential: diag(c psi)). Stored transposed
+  // so that a few rows (decoding) are sweeps of broadcast FMAs over contiguous rows of it.
+  RowMatrix<T> w_eff_t_;
+  Vector<T> feature_offset_;                          // [m] A |w_r|^2 (Optimal)
   Eigen::Array<T, Eigen::Dynamic, 1> squared_scale_;  // [D] (c psi)^2
   bool uniform_scale_ = true;
 };

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "fastattn/config.hpp"
 #include "fastattn/detail/checks.hpp"
@@ -37,9 +38,11 @@ struct LinearOptions {
   /// Rows per chunk: keys per accumulation step (non-causal) or the causal chunk C. 0 = default
   /// (256 non-causal, 32 causal).
   Index chunk_size = 0;
-  /// Denominator guard for signed features: on a row with a visible key, out = N / max(den,
-  /// den_eps). 0 = no clamp: a denominator <= 0 (signed features, or complete underflow of positive
-  /// ones) gives a zero row. Either way such rows are counted in LinearStats::guarded_rows.
+  /// Denominator guard, relative to each row's total visible weight w (the number of visible keys,
+  /// or 1 - prod g for gated attention): a row with w > 0 whose denominator is <= den_eps * w
+  /// gives N / (den_eps * w) (clamped), or 0 when den_eps = 0 (signed features, or complete
+  /// underflow of positive ones). Such rows are counted in LinearStats::guarded_rows. Relative, so
+  /// the guard means the same for any sequence length and for gates close to 1.
   double den_eps = 0;
 };
 
@@ -72,21 +75,23 @@ void check_linear_maps(const char* fn, const FeatureMap<T>& query_map, const Fea
                     << key_map.input_dim() << " but q and k have D = " << d);
 }
 
-/// out row from the numerator/denominator row r [Dv + 1]; returns true when the row was guarded.
+/// out row from the numerator/denominator row r [Dv + 1] of a row whose visible keys have total
+/// weight `mass` (0 = no visible key); returns true when the row was guarded.
 template <class T, class Row, class Out>
-bool finish_row(const Row& r, Out out_row, bool visible, T den_eps) {
+bool finish_row(const Row& r, Out out_row, T mass, T den_eps) {
   const Index dv = out_row.size();
   const T den = r[dv];
-  if (!visible) {
+  if (!(mass > 0)) {
     out_row.setZero();
     return false;
   }
-  if (den > den_eps) {
+  const T floor = den_eps * mass;
+  if (den > floor) {
     out_row = r.head(dv) / den;
     return false;
   }
-  if (den_eps > 0)
-    out_row = r.head(dv) / den_eps;
+  if (floor > 0)
+    out_row = r.head(dv) / floor;
   else
     out_row.setZero();
   return true;
@@ -113,8 +118,8 @@ struct LinearWorkspace {
 };
 
 /// Query (log-)features of rows [i0, i0 + n) into ws.fq, exponentiated with each row's max.
-template <class T>
-void query_features(const FeatureMap<T>& map, const ConstMatRef<T>& q, Index i0, Index n,
+template <class T, class Queries>
+void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index n,
                     LinearWorkspace<T>& ws) {
   auto fq = ws.fq.topRows(n);
   map.apply(q.middleRows(i0, n), fq);
@@ -152,15 +157,20 @@ void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const Const
     for (Index j = 0; j < n; ++j) fk.row(j) = fk.row(j).unaryExpr(ShiftedExp<T>{shift});
 }
 
-/// The core. log_gates: null, or [Nk] values log g_j <= 0 (causal only).
+/// The core over query groups that share one key/value stream (one query head, or the query heads
+/// of a GQA group): key features and key sums are computed once per chunk and serve every group.
+/// queries[g] [Nq, D] -> outs[g] [Nq, Dv]; every group has the same Nq. log_gates: null, or [Nk]
+/// values log g_j <= 0 (causal only).
 template <class T>
 LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
-                                  const ConstMatRef<T>& q, const ConstMatRef<T>& k,
-                                  const ConstMatRef<T>& v, MatRef<T>& out,
-                                  const AttentionOptions& opt, const LinearOptions& lopt,
-                                  const T* log_gates) {
+                                  const std::vector<ConstMatMap<T>>& queries,
+                                  const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                                  std::vector<MatMap<T>>& outs, const AttentionOptions& opt,
+                                  const LinearOptions& lopt, const T* log_gates) {
   SerialEigenScope serial_eigen;
-  const Index nq = q.rows(), nk = k.rows(), dv = v.cols(), m = key_map.num_features();
+  const Index groups = static_cast<Index>(queries.size());
+  const Index nq = groups ? queries[0].rows() : 0, nk = k.rows(), dv = v.cols();
+  const Index m = key_map.num_features();
   const Index c = linear_chunk(lopt, opt.causal);
   const T den_eps = static_cast<T>(lopt.den_eps);
   LinearStats stats;
@@ -175,13 +185,14 @@ LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureM
       ws.s.noalias() += ws.fk.topRows(n).transpose() * ws.v1.topRows(n);
       for (Index j = 0; j < n; ++j) visible += !is_padded(opt.key_padding, c0 + j);
     }
-    for (Index i0 = 0; i0 < nq; i0 += c) {
-      const Index n = std::min(c, nq - i0);
-      query_features(query_map, q, i0, n, ws);
-      ws.r.topRows(n).noalias() = ws.fq.topRows(n) * ws.s;
-      for (Index i = 0; i < n; ++i)
-        stats.guarded_rows += finish_row(ws.r.row(i), out.row(i0 + i), visible > 0, den_eps);
-    }
+    for (Index g = 0; g < groups; ++g)
+      for (Index i0 = 0; i0 < nq; i0 += c) {
+        const Index n = std::min(c, nq - i0);
+        query_features(query_map, queries[g], i0, n, ws);
+        ws.r.topRows(n).noalias() = ws.fq.topRows(n) * ws.s;
+        for (Index i = 0; i < n; ++i)
+          stats.guarded_rows += finish_row(ws.r.row(i), outs[g].row(i0 + i), T(visible), den_eps);
+      }
     return stats;
   }
 
@@ -189,9 +200,12 @@ LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureM
   // delta.
   const Index delta = nk - nq;
   const Index first_aligned = std::clamp<Index>(-delta, 0, nq);
-  out.topRows(first_aligned).setZero();  // queries before the first key see nothing
-  if (nk == 0) out.setZero();
+  for (Index g = 0; g < groups; ++g) {
+    outs[g].topRows(first_aligned).setZero();  // queries before the first key see nothing
+    if (nk == 0) outs[g].setZero();
+  }
   Index contributing = 0;  // keys so far with non-zero weight (not padded, gate < 1)
+  T log_gate_sum = 0;      // sum of log g over the keys so far: total gated weight 1 - exp(sum)
   for (Index c0 = 0; c0 < nk; c0 += c) {
     const Index n = std::min(c, nk - c0);
     key_features(key_map, k, v, opt.key_padding, c0, n, shift, ws);
@@ -211,9 +225,9 @@ LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureM
 
     // Queries aligned with this chunk: i + delta in [c0, c0 + n).
     const Index i0 = std::max<Index>(0, c0 - delta), i1 = std::min<Index>(nq, c0 + n - delta);
-    if (i1 > i0) {
+    for (Index g = 0; g < groups && i1 > i0; ++g) {
       const Index nqc = i1 - i0, t0 = i0 + delta - c0;  // query i0 sits at chunk offset t0
-      query_features(query_map, q, i0, nqc, ws);
+      query_features(query_map, queries[g], i0, nqc, ws);
       auto fq = ws.fq.topRows(nqc);
       auto r = ws.r.topRows(nqc);
       auto scores = ws.scores.topLeftCorner(nqc, n);
@@ -231,7 +245,9 @@ LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureM
       Index seen = contributing;
       for (Index ii = 0, j = 0; ii < nqc; ++ii) {
         for (; j <= t0 + ii; ++j) seen += !is_padded(opt.key_padding, c0 + j) && weight[j] > 0;
-        stats.guarded_rows += finish_row(r.row(ii), out.row(i0 + ii), seen > 0, den_eps);
+        const T mass = log_gates ? -std::expm1(log_gate_sum + gam[t0 + ii]) : T(seen);
+        stats.guarded_rows +=
+            finish_row(r.row(ii), outs[g].row(i0 + ii), seen > 0 ? mass : T(0), den_eps);
       }
     }
 
@@ -243,8 +259,23 @@ LinearStats linear_attention_impl(const FeatureMap<T>& query_map, const FeatureM
     ws.s.noalias() += fk.transpose() * v1;
     for (Index j = 0; j < n; ++j)
       contributing += !is_padded(opt.key_padding, c0 + j) && weight[j] > 0;
+    log_gate_sum += gam[n - 1];
   }
   return stats;
+}
+
+/// Single-group convenience: q [Nq, D] -> out [Nq, Dv].
+template <class T>
+LinearStats linear_attention_single(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
+                                    const ConstMatRef<T>& q, const ConstMatRef<T>& k,
+                                    const ConstMatRef<T>& v, MatRef<T>& out,
+                                    const AttentionOptions& opt, const LinearOptions& lopt,
+                                    const T* log_gates) {
+  std::vector<ConstMatMap<T>> queries{
+      ConstMatMap<T>(q.data(), q.rows(), q.cols(), Eigen::OuterStride<>(q.outerStride()))};
+  std::vector<MatMap<T>> outs{
+      MatMap<T>(out.data(), out.rows(), out.cols(), Eigen::OuterStride<>(out.outerStride()))};
+  return linear_attention_impl<T>(query_map, key_map, queries, k, v, outs, opt, lopt, log_gates);
 }
 
 template <class T>
@@ -271,7 +302,7 @@ LinearStats linear_attention(const FeatureMap<T>& query_map, const FeatureMap<T>
                              ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
                              const AttentionOptions& opt = {}, const LinearOptions& lopt = {}) {
   detail::check_linear_call<T>("linear_attention", query_map, key_map, q, k, v, out, opt, lopt);
-  return detail::linear_attention_impl<T>(query_map, key_map, q, k, v, out, opt, lopt, nullptr);
+  return detail::linear_attention_single<T>(query_map, key_map, q, k, v, out, opt, lopt, nullptr);
 }
 
 /// Gated causal linear attention (RFA-Gate): as linear_attention() with causal = true and the
@@ -290,8 +321,31 @@ LinearStats gated_linear_attention(const FeatureMap<T>& query_map, const Feature
                                                    << " but k has Nk = " << k.rows());
   FASTATTN_CHECK((log_gates.array() <= T(0)).all() && log_gates.allFinite(),
                  "gated_linear_attention: log_gates must be finite and <= 0 (gates in (0, 1])");
-  return detail::linear_attention_impl<T>(query_map, key_map, q, k, v, out, opt, lopt,
-                                          log_gates.data());
+  return detail::linear_attention_single<T>(query_map, key_map, q, k, v, out, opt, lopt,
+                                            log_gates.data());
+}
+
+/// Grouped-query linear attention (GQA/MQA): query heads queries[g] [Nq, D] that share one
+/// key/value head k [Nk, D], v [Nk, Dv] -> outs[g] [Nq, Dv]. The key features and key sums are
+/// computed once for the whole group; each group's result equals linear_attention() on it.
+template <class T>
+LinearStats grouped_linear_attention(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
+                                     const std::vector<ConstMatMap<T>>& queries, ConstMatRef<T> k,
+                                     ConstMatRef<T> v, std::vector<MatMap<T>>& outs,
+                                     const AttentionOptions& opt = {},
+                                     const LinearOptions& lopt = {}) {
+  FASTATTN_CHECK(queries.size() == outs.size(),
+                 "grouped_linear_attention: " << queries.size() << " query heads but "
+                                              << outs.size() << " outputs");
+  for (std::size_t g = 0; g < queries.size(); ++g) {
+    FASTATTN_CHECK(queries[g].rows() == queries[0].rows(),
+                   "grouped_linear_attention: every query head must have the same Nq, got "
+                       << queries[g].rows() << " and " << queries[0].rows());
+    detail::check_linear_call<T>("grouped_linear_attention", query_map, key_map, queries[g], k, v,
+                                 outs[g], opt, lopt);
+  }
+  return detail::linear_attention_impl<T>(query_map, key_map, queries, k, v, outs, opt, lopt,
+                                          nullptr);
 }
 
 /// Recurrent state of causal linear attention, for decoding: the key sums
@@ -303,11 +357,13 @@ class LinearState {
   /// A state for `num_features` features and values of width `value_dim`.
   LinearState(Index num_features, Index value_dim, LinearOptions options = {})
       : options_(options),
-        sums_(RowMatrix<T>::Zero(num_features, value_dim + 1)),
+        sums_(RowMatrix<T>::Zero(num_features, detail::packet_padded<T>(value_dim + 1))),
         fq_(1, num_features),
         fk_(1, num_features),
-        v1_(1, value_dim + 1),
-        r_(1, value_dim + 1) {
+        v1_(RowMatrix<T>::Zero(1, sums_.cols())),
+        r_(1, sums_.cols()),
+        fqk_(2, num_features),
+        value_dim_(value_dim) {
     FASTATTN_CHECK(num_features >= 1 && value_dim >= 0,
                    "LinearState: num_features must be >= 1 and value_dim >= 0, got "
                        << num_features << " and " << value_dim);
@@ -316,11 +372,11 @@ class LinearState {
   }
 
   Index num_features() const { return sums_.rows(); }
-  Index value_dim() const { return sums_.cols() - 1; }
+  Index value_dim() const { return value_dim_; }
   /// Tokens stepped so far (padded ones included).
   Index tokens() const { return tokens_; }
   /// The key sums [M, Dv + 1] (last column: the denominator's sums).
-  const RowMatrix<T>& sums() const { return sums_; }
+  auto sums() const { return sums_.leftCols(value_dim_ + 1); }
   /// The running key shift (log domain; -inf before the first key).
   T key_shift() const { return shift_; }
   /// Rows clamped or zeroed by the denominator guard so far.
@@ -362,34 +418,56 @@ class LinearState {
                    "LinearState::step: log_gate must be finite and <= 0, got " << log_gate);
     detail::SerialEigenScope serial_eigen;
     ++tokens_;
-    const T weight = gated ? -std::expm1(log_gate) : T(1);  // 1 - g
+    // Features first (the readout is fused into the state update below). With one map for both,
+    // the query and key rows are projected together: one pass over the weights.
+    const bool shared = &query_map == &key_map && !padded;
+    if (shared) {
+      if (qk_.cols() != q_t.cols()) qk_.resize(2, q_t.cols());  // first step only
+      qk_.row(0) = q_t;
+      qk_.row(1) = k_t;
+      query_map.apply(qk_, fqk_);
+      fq_ = fqk_.row(0);
+      fk_ = fqk_.row(1);
+    } else {
+      query_map.apply(q_t, fq_);
+    }
+    if (query_map.log_domain()) fq_ = fq_.unaryExpr(detail::ShiftedExp<T>{fq_.maxCoeff()});
+    T decay = 1, weight = 0;  // S <- decay S + weight phi(k) [v, 1]^T
     if (!padded) {
-      key_map.apply(k_t, fk_);
+      if (!shared) key_map.apply(k_t, fk_);
       if (key_map.log_domain()) {
         const T key_max = fk_.maxCoeff();
         if (key_max > shift_) {
-          if (shift_ != neg_inf) sums_ *= std::exp(shift_ - key_max);
+          if (shift_ != neg_inf) decay = std::exp(shift_ - key_max);
           shift_ = key_max;
         }
         fk_ = fk_.unaryExpr(detail::ShiftedExp<T>{shift_});
       }
-      if (gated) sums_ *= std::exp(log_gate);
-      v1_.leftCols(dv) = v_t * weight;
-      v1_(0, dv) = weight;
-      sums_.noalias() += fk_.transpose() * v1_;
+      weight = gated ? -std::expm1(log_gate) : T(1);  // 1 - g
+      if (gated) decay *= std::exp(log_gate);
+      v1_.leftCols(dv) = v_t;
+      v1_(0, dv) = 1;
       contributing_ += weight > 0;
+      mass_ = (gated ? std::exp(log_gate) : T(1)) * mass_ + weight;  // total weight of the keys
+    } else {
+      fk_.setZero();
     }
-    query_map.apply(q_t, fq_);
-    if (query_map.log_domain()) fq_ = fq_.unaryExpr(detail::ShiftedExp<T>{fq_.maxCoeff()});
-    r_.noalias() = fq_ * sums_;
-    guarded_ += detail::finish_row(r_.row(0), out_t.row(0), contributing_ > 0,
+    // r = phi(q) S_new = decay phi(q) S_old + weight (phi(q).phi(k)) [v, 1], in one pass over S.
+    // (sums_, v1_ and r_ are padded to whole packets; the padding columns stay 0.)
+    detail::rank1_update_with_readout(sums_.data(), sums_.rows(), sums_.cols(), sums_.cols(),
+                                      fq_.data(), fk_.data(), v1_.data(), decay, weight, r_.data());
+    r_ = decay * r_ + (weight * fq_.row(0).dot(fk_.row(0))) * v1_;
+    guarded_ += detail::finish_row(r_.row(0), out_t.row(0), contributing_ > 0 ? mass_ : T(0),
                                    static_cast<T>(options_.den_eps));
   }
 
   LinearOptions options_;
   RowMatrix<T> sums_;
   RowMatrix<T> fq_, fk_, v1_, r_;
+  RowMatrix<T> qk_, fqk_;  // [2, D] and [2, M]: a step's query and key rows, projected together
   T shift_ = -std::numeric_limits<T>::infinity();
+  T mass_ = 0;  // total weight of the keys so far (count, or 1 - prod g when gated)
+  Index value_dim_;
   Index tokens_ = 0, contributing_ = 0, guarded_ = 0;
 };
 

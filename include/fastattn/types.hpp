@@ -33,6 +33,15 @@ using VecRef = Eigen::Ref<Vector<T>>;
 template <class T>
 using ConstVecRef = Eigen::Ref<const Vector<T>>;
 
+/// Read-only non-owning view of a row-major matrix with an outer stride (e.g. one head of a
+/// [B, N, H, D] tensor); copyable and storable, unlike Ref. Binds to ConstMatRef without a copy.
+template <class T>
+using ConstMatMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
+/// Writable non-owning view of a row-major matrix with an outer stride.
+template <class T>
+using MatMap = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
 /// Key padding mask [Nk]: true = padded key (ignored by every query). Empty = no padding.
 using KeyMask = Eigen::Array<bool, Eigen::Dynamic, 1>;
 
