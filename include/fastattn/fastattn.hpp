@@ -11,5 +11,6 @@
 #include "fastattn/metrics.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/random.hpp"
+#include "fastattn/rfa.hpp"
 #include "fastattn/types.hpp"
 #include "fastattn/version.hpp"

@@ -1,0 +1,264 @@
+#pragma once
+/// @file rfa.hpp
+/// Random Feature Attention: Peng, Pappas, Yogatama, Schwartz, Smith, Kong, "Random Feature
+/// Attention", ICLR 2021. Math and the choices made where the paper is uncertain: spec/rfa.md.
+///
+/// Queries and keys are l2-normalized (a zero row stays zero); features are random Fourier
+/// features [cos(W x), sin(W x)] (cos block first, as FAVOR's trig map; the paper writes sin
+/// first, an equivalent layout) or the arc-cosine map relu(W x). `sigma` is the standard deviation
+/// of the projection rows, w ~ N(0, sigma^2 I), so RFA estimates softmax attention over cosine
+/// similarities with inverse temperature sigma^2: weights ~ exp(sigma^2 q_hat.k_hat). The
+/// attention `scale` has no effect (normalization removes it). Gated RFA takes per-token gates.
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "fastattn/config.hpp"
+#include "fastattn/detail/checks.hpp"
+#include "fastattn/features.hpp"
+#include "fastattn/linear.hpp"
+#include "fastattn/options.hpp"
+#include "fastattn/random.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn {
+
+/// The feature map of Rfa<T>.
+enum class RfaKernel {
+  Trig,  ///< [cos(W x_hat), sin(W x_hat)], 2 n_f features: the Gaussian kernel (softmax of cosines)
+  Arccos,  ///< relu(W x_hat), n_f features: the order-1 arc-cosine kernel (sigma has no effect)
+};
+
+/// Configuration of Rfa<T>.
+struct RfaOptions {
+  /// n_f, the number of projections w_r; 0 = 128 (256 trig features, the same feature count and
+  /// cost as Favor's default).
+  Index num_features = 0;
+  /// Standard deviation of the projection rows (w ~ N(0, sigma^2 I)); inverse temperature sigma^2.
+  /// Must be finite and > 0. (A kernel length scale l corresponds to sigma = 1/l.)
+  double sigma = 1.0;
+  RfaKernel kernel = RfaKernel::Trig;
+  Projection projection = Projection::Orthogonal;
+  std::uint64_t seed = 0;
+  /// Denominator guard: signed trig features can estimate a denominator <= 0; on rows with a
+  /// visible key the output is N / max(den, den_eps) (a heuristic that prevents division by <= 0,
+  /// not large errors). Such rows are counted (LinearStats::guarded_rows). Must be > 0.
+  double den_eps = 1e-6;
+  /// Rows per chunk of the linear-attention core; 0 = its default.
+  Index chunk_size = 0;
+};
+
+/// Random Feature Attention, bidirectional, causal and gated, with O(n_f Dv) decoding state.
+///
+/// Thread safety: const members may be called concurrently; redraw() may not run concurrently
+/// with anything else on the same object.
+template <class T>
+class Rfa {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "fastattn::Rfa<T>: T must be float or double");
+
+ public:
+  /// Draws W = sigma E, E [n_f, head_dim] from options.seed.
+  Rfa(Index head_dim, RfaOptions options = {}) : Rfa(head_dim, options, Vector<T>()) {}
+
+  /// Per-dimension sigma [head_dim] (learned sigma, spec/rfa.md §4): W = E diag(sigma); the
+  /// target weights are then ~ exp(q_hat' S k_hat - k_hat' S k_hat / 2) with S = diag(sigma^2).
+  /// options.sigma is not used (it must stay 1).
+  Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
+      : options_(validated(options)), sigma_per_dim_(std::move(sigma_per_dim)) {
+    FASTATTN_CHECK(head_dim >= 1, "Rfa: head_dim must be at least 1, got " << head_dim);
+    FASTATTN_CHECK(
+        sigma_per_dim_.size() == 0 || sigma_per_dim_.size() == head_dim,
+        "Rfa: sigma_per_dim has size " << sigma_per_dim_.size() << " but head_dim = " << head_dim);
+    FASTATTN_CHECK(sigma_per_dim_.size() == 0 ||
+                       (sigma_per_dim_.allFinite() && (sigma_per_dim_.array() > T(0)).all()),
+                   "Rfa: sigma_per_dim entries must be finite and > 0");
+    FASTATTN_CHECK(
+        sigma_per_dim_.size() == 0 || options.sigma == 1.0,
+        "Rfa: give either sigma or sigma_per_dim, not both (sigma = " << options.sigma << ")");
+    head_dim_ = head_dim;
+    draw(options_.seed);
+  }
+
+  /// Uses the caller's projection W [n_f, D], which already includes sigma (options.sigma must
+  /// stay 1, num_features must be 0 or n_f; projection and seed are not used).
+  Rfa(RowMatrix<T> projection, RfaOptions options = {}) : options_(validated(options)) {
+    FASTATTN_CHECK(projection.rows() >= 1 && projection.cols() >= 1,
+                   "Rfa: projection " << detail::shape(projection) << " must be non-empty");
+    FASTATTN_CHECK(options.num_features == 0 || options.num_features == projection.rows(),
+                   "Rfa: num_features = " << options.num_features << " but projection "
+                                          << detail::shape(projection) << " has "
+                                          << projection.rows() << " rows");
+    FASTATTN_CHECK(options.sigma == 1.0,
+                   "Rfa: a caller-supplied projection already includes "
+                   "sigma; options.sigma must stay 1, got "
+                       << options.sigma);
+    head_dim_ = projection.cols();
+    caller_projection_ = true;
+    set_projection(std::move(projection));
+  }
+
+  /// Draws a new projection from `seed` (explicit; nothing is ever redrawn implicitly). Not for an
+  /// Rfa built from a caller's projection (it would be replaced by a default one): that throws.
+  void redraw(std::uint64_t seed) {
+    FASTATTN_CHECK(!caller_projection_,
+                   "Rfa::redraw: this Rfa uses a caller-supplied projection; "
+                   "construct a new Rfa with the new projection instead");
+    options_.seed = seed;
+    draw(seed);
+  }
+
+  const RfaOptions& options() const { return options_; }
+  /// The projection W [n_f, D] (sigma included).
+  const RowMatrix<T>& projection() const { return map_->projection(); }
+  Index head_dim() const { return head_dim_; }
+  /// The number of features (2 n_f for Trig).
+  Index num_features() const { return map_->num_features(); }
+  /// The feature map applied to queries and keys.
+  const FeatureMap<T>& feature_map() const { return *map_; }
+
+  /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv] (bidirectional, or causal per opt).
+  void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
+               const AttentionOptions& opt = {}) const {
+    forward(q, k, v, out, opt, nullptr);
+  }
+
+  /// As forward() above; `stats` (if not null) receives the denominator-guard diagnostics.
+  void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
+               const AttentionOptions& opt, LinearStats* stats) const {
+    check(q, opt, "Rfa::forward");
+    const LinearStats s = linear_attention<T>(*map_, *map_, q, k, v, out, opt, linear_options());
+    if (stats) *stats = s;
+  }
+
+  /// Grouped-query attention: query heads q[g] [Nq, D] sharing k [Nk, D], v [Nk, Dv] ->
+  /// out[g] [Nq, Dv]; the key-side work is done once for the group.
+  void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
+                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const {
+    for (const auto& qg : q) check(qg, opt, "Rfa::forward_group");
+    grouped_linear_attention<T>(*map_, *map_, q, k, v, out, opt, linear_options());
+  }
+
+  /// Gated causal RFA (RFA-Gate): gates [Nk] in (0, 1] (g = 1 ignores the token), causal is
+  /// implied. S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T.
+  void forward_gated(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, ConstVecRef<T> gates,
+                     MatRef<T> out, const AttentionOptions& opt = {},
+                     LinearStats* stats = nullptr) const {
+    FASTATTN_CHECK(gates.size() == k.rows(), "Rfa::forward_gated: gates has size "
+                                                 << gates.size() << " but k has Nk = " << k.rows());
+    FASTATTN_CHECK(((gates.array() > T(0)) && (gates.array() <= T(1))).all(),
+                   "Rfa::forward_gated: gates must be in (0, 1]");
+    const Vector<T> log_gates = gates.array().log().matrix();
+    forward_gated_log(q, k, v, log_gates, out, opt, stats);
+  }
+
+  /// Gated causal RFA with log-gates log g_t [Nk] (finite, <= 0): more precise when gates are
+  /// close to 1 (1 - g is computed as -expm1(log g)).
+  void forward_gated_log(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
+                         ConstVecRef<T> log_gates, MatRef<T> out, const AttentionOptions& opt = {},
+                         LinearStats* stats = nullptr) const {
+    check(q, opt, "Rfa::forward_gated");
+    const LinearStats s =
+        gated_linear_attention<T>(*map_, *map_, q, k, v, log_gates, out, opt, linear_options());
+    if (stats) *stats = s;
+  }
+
+  /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
+  RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
+                          const AttentionOptions& opt = {}) const {
+    RowMatrix<T> out(q.rows(), v.cols());
+    forward(q, k, v, out, opt);
+    return out;
+  }
+
+  /// Causal decoding state: (S, z) = [n_features, Dv + 1], constant in the sequence length.
+  /// Holds its own copy of the feature map, so a later redraw() does not affect it.
+  class State {
+   public:
+    Index tokens() const { return linear_.tokens(); }
+    const LinearState<T>& linear() const { return linear_; }
+
+   private:
+    friend class Rfa;
+    State(FeatureMap<T> map, Index value_dim, LinearOptions lopt)
+        : map_(std::move(map)), linear_(map_.num_features(), value_dim, lopt) {}
+    FeatureMap<T> map_;
+    LinearState<T> linear_;
+  };
+
+  /// A decoding state for values of width value_dim.
+  State make_state(Index value_dim) const {
+    FASTATTN_CHECK(value_dim >= 0, "Rfa::make_state: value_dim must be >= 0");
+    return State(*map_, value_dim, linear_options());
+  }
+
+  /// One token: [1, D], [1, D], [1, Dv] -> [1, Dv]; token-by-token equals the causal forward().
+  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
+            MatRef<T> out_t, bool padded = false) const {
+    state.linear_.step(state.map_, state.map_, q_t, k_t, v_t, out_t, padded);
+  }
+
+  /// One gated token, gate g_t in (0, 1]; token-by-token equals forward_gated().
+  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, T gate,
+            MatRef<T> out_t, bool padded = false) const {
+    FASTATTN_CHECK(gate > 0 && gate <= 1, "Rfa::step: gate must be in (0, 1], got " << gate);
+    state.linear_.gated_step(state.map_, state.map_, q_t, k_t, v_t, std::log(gate), out_t, padded);
+  }
+
+ private:
+  static RfaOptions validated(RfaOptions o) {
+    FASTATTN_CHECK(o.num_features >= 0,
+                   "Rfa: num_features must be >= 0 (0 = default 128), got " << o.num_features);
+    FASTATTN_CHECK(std::isfinite(o.sigma) && o.sigma > 0,
+                   "Rfa: sigma must be finite and > 0, got " << o.sigma);
+    FASTATTN_CHECK(
+        std::isfinite(o.den_eps) && o.den_eps > 0,
+        "Rfa: den_eps must be finite and > 0 (signed features need a guard), got " << o.den_eps);
+    FASTATTN_CHECK(o.chunk_size >= 0, "Rfa: chunk_size must be >= 0, got " << o.chunk_size);
+    return o;
+  }
+
+  void check(const ConstMatRef<T>& q, const AttentionOptions& opt, const char* fn) const {
+    FASTATTN_CHECK(q.cols() == head_dim_, fn << ": q " << detail::shape(q)
+                                             << " must have D = head_dim = " << head_dim_
+                                             << " columns");
+    FASTATTN_CHECK(opt.alibi_slope == 0, fn << ": ALiBi (alibi_slope = " << opt.alibi_slope
+                                            << ") cannot be represented by random features; use "
+                                               "Exact");
+  }
+
+  // The feature map drops the n_f^{-1/2} factors (they cancel in the ratio), so its denominators
+  // are n_f times the kernel-unit ones den_eps is defined in.
+  LinearOptions linear_options() const {
+    return LinearOptions{options_.chunk_size,
+                         options_.den_eps * static_cast<double>(projection().rows())};
+  }
+
+  void draw(std::uint64_t seed) {
+    const Index m = options_.num_features > 0 ? options_.num_features : 128;
+    RowMatrix<T> w = draw_projection<T>(options_.projection, m, head_dim_, seed);
+    if (sigma_per_dim_.size() != 0)
+      w = w * sigma_per_dim_.asDiagonal();
+    else
+      w *= static_cast<T>(options_.sigma);
+    set_projection(std::move(w));
+  }
+
+  void set_projection(RowMatrix<T> w) {
+    FeatureMapOptions fo;
+    fo.normalize = true;
+    map_.emplace(options_.kernel == RfaKernel::Trig ? FeatureKind::Trig : FeatureKind::Relu,
+                 std::move(w), fo);
+  }
+
+  RfaOptions options_;
+  Vector<T> sigma_per_dim_;
+  Index head_dim_ = 0;
+  bool caller_projection_ = false;
+  std::optional<FeatureMap<T>> map_;
+};
+
+}  // namespace fastattn
