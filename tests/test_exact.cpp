@@ -560,6 +560,27 @@ TYPED_TEST(ExactBlockedTest, DecodingTokenByTokenEqualsCausalForward) {
   }
 }
 
+TYPED_TEST(ExactBlockedTest, TruncateRollsTheCacheBack) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  const Index n = 30, d = 8, dv = 4;
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
+  const Exact<T> exact;
+  auto state = exact.make_state(dv);
+  M out(n, dv), again(1, dv);
+  for (Index t = 0; t < n; ++t)
+    exact.step(state, q.row(t), k.row(t), v.row(t), out.row(t));
+  // Roll back to 20 tokens and step token 20 with other values, then with the original ones.
+  state.truncate(20);
+  EXPECT_EQ(state.size(), 20);
+  exact.step(state, q.row(20), k.row(21), v.row(21), again);
+  state.truncate(20);
+  exact.step(state, q.row(20), k.row(20), v.row(20), again);
+  EXPECT_TRUE((again.array() == out.row(20).array()).all());
+  EXPECT_THROW(state.truncate(22), std::invalid_argument);
+  EXPECT_THROW(state.truncate(-1), std::invalid_argument);
+}
+
 TYPED_TEST(ExactBlockedTest, DecodingStepDoesNotAllocateOnceReserved) {
   using T = TypeParam;
   using M = RowMatrix<T>;

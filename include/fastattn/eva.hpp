@@ -193,7 +193,7 @@ class Eva {
   /// kt [C', D], mu [C', D], beta [C', Dv], offset [C'] (chunk c starts at token c L; 2-D: tiles in
   /// row-major order). For debugging and parity checks.
   EvaChunkStats<T> chunk_stats(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
-                                       const AttentionOptions& opt = {}) const {
+                               const AttentionOptions& opt = {}) const {
     const char* fn = "Eva::chunk_stats";
     RowMatrix<T> unused(q.rows(), v.cols());
     check_call(fn, q, k, v, unused, opt);

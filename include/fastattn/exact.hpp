@@ -111,6 +111,13 @@ class Exact {
       requested_ = std::max(requested_, tokens);
       if (head_dim_ > 0) grow(requested_);
     }
+    /// Drops every token after the first `tokens` (a rollback, e.g. for speculative decoding);
+    /// keeps the capacity. O(1).
+    void truncate(Index tokens) {
+      FASTATTN_CHECK(tokens >= 0 && tokens <= size_, "Exact::State::truncate: tokens must be in [0, "
+                                                         << size_ << "], got " << tokens);
+      size_ = tokens;
+    }
     /// Cached keys [size, D].
     auto keys() const { return keys_.topRows(size_); }
     /// Cached values [size, Dv].

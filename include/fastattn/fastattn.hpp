@@ -9,6 +9,7 @@
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
 #include "fastattn/metrics.hpp"
+#include "fastattn/multihead.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/random.hpp"
 #include "fastattn/rfa.hpp"

@@ -35,7 +35,7 @@ struct SincosConstants<float> {
 template <>
 struct SincosConstants<double> {
   static constexpr double two_over_pi = 0.63661977236758134307553505349006;
-  static constexpr double pio2_hi = 1.57079632673412561417e0;  // pi/2 = hi + mid + lo (fdlibm)
+  static constexpr double pio2_hi = 1.57079632673412561417e0;     // pi/2 = hi + mid + lo (fdlibm)
   static constexpr double pio2_mid = 6.07710050630396597660e-11;  // 33 bits: k * mid exact too
   static constexpr double pio2_lo = 2.02226624879595063154e-21;
   static constexpr double max_reduced = 1.0e6;  // k < 2^20, so k * pio2_hi (33 bits) is exact
