@@ -120,7 +120,10 @@ BENCHMARK_TEMPLATE(BM_ExactNaiveEigenLiteral, float)
     ->ArgNames({"N", "D"})
     ->Args({4096, 64})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_ExactNaiveEigen, double)->ArgNames({"N", "D"})->Args({4096, 64})->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_ExactNaiveEigen, double)
+    ->ArgNames({"N", "D"})
+    ->Args({4096, 64})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace fastattn::bench

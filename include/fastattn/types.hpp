@@ -6,6 +6,7 @@
 
 namespace fastattn {
 
+/// Sizes and indices: Eigen's signed index type (std::ptrdiff_t).
 using Index = Eigen::Index;
 
 /// A dense row-major matrix; per head q [N, D], k [N, D], v [N, Dv], out [N, Dv].
