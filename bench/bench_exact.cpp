@@ -13,13 +13,14 @@ double exact_flops(Index n, Index d, bool causal) {
   return (causal ? 2.0 : 4.0) * double(n) * double(n) * double(d);
 }
 
-/// Args: N, D, causal (0/1), block_q (0 = default), block_k (0 = default).
+/// One exact forward per iteration. Args: N, D, causal (0/1), then (blocked only) block_q and
+/// block_k (0 = default).
 template <class T>
-void BM_ExactBlocked(benchmark::State& state) {
+void run_exact(benchmark::State& state, const ExactOptions& options) {
   const Index n = state.range(0), d = state.range(1);
   AttentionOptions opt;
   opt.causal = state.range(2) != 0;
-  const Exact<T> exact(ExactOptions{ExactKernel::Blocked, state.range(3), state.range(4)});
+  const Exact<T> exact(options);
   const RowMatrix<T> q = random_input<T>(n, d, 1), k = random_input<T>(n, d, 2),
                      v = random_input<T>(n, d, 3);
   RowMatrix<T> out(n, d);
@@ -31,19 +32,13 @@ void BM_ExactBlocked(benchmark::State& state) {
 }
 
 template <class T>
+void BM_ExactBlocked(benchmark::State& state) {
+  run_exact<T>(state, ExactOptions{ExactKernel::Blocked, state.range(3), state.range(4)});
+}
+
+template <class T>
 void BM_ExactReference(benchmark::State& state) {
-  const Index n = state.range(0), d = state.range(1);
-  AttentionOptions opt;
-  opt.causal = state.range(2) != 0;
-  const Exact<T> exact(ExactOptions{ExactKernel::Reference});
-  const RowMatrix<T> q = random_input<T>(n, d, 1), k = random_input<T>(n, d, 2),
-                     v = random_input<T>(n, d, 3);
-  RowMatrix<T> out(n, d);
-  for (auto _ : state) {
-    exact.forward(q, k, v, out, opt);
-    benchmark::DoNotOptimize(out.data());
-  }
-  set_counters<T>(state, exact_flops(n, d, opt.causal), double(n));
+  run_exact<T>(state, ExactOptions{ExactKernel::Reference});
 }
 
 /// What a user writes without fastattn: materialize S = (s Q) K^T, row softmax, S V. Non-causal.

@@ -4,7 +4,7 @@
 /// 2021); hyperbolic features; FAVOR++ / optimal positive random features (Likhosherstov et al.,
 /// "Chefs' Random Tables", NeurIPS 2022); a diagonal asymmetric rescaling in the spirit of FAVOR#
 /// (Likhosherstov et al., 2023); simplex random features (Reid et al., ICML 2023). Math and the
-/// reference implementations' pitfalls: spec/favor.md.
+/// reference implementations' pitfalls: docs/spec/favor.md.
 ///
 /// Differences from the reference implementations, on purpose: the QR sign fix and independent
 /// chi_d norms (unbiased features), exact log-domain stabilization with no additive eps, a causal
@@ -29,7 +29,7 @@
 
 namespace fastattn {
 
-/// The kernel estimator of Favor<T> (spec/favor.md §3-§5).
+/// The kernel estimator of Favor<T> (docs/spec/favor.md §3-§5).
 enum class FavorKernel {
   Positive,    ///< FAVOR+: exp(w.x - |x|^2/2), m features
   Hyperbolic,  ///< [exp(w.x - |x|^2/2), exp(-w.x - |x|^2/2)], 2m features; lower variance
@@ -56,11 +56,11 @@ struct FavorOptions {
   double relu_eps = 1e-3;
   /// Rows per chunk of the linear-attention core; 0 = its default.
   Index chunk_size = 0;
-  /// Reproduce a reference implementation's formulas (spec/favor.md §11); parity only, never the
+  /// Reproduce a reference implementation's formulas (docs/spec/favor.md §11); parity only, never the
   /// default: they carry an additive eps that biases outputs, and cannot decode.
   FavorCompat compat = FavorCompat::None;
 
-  /// The lower-variance preset: hyperbolic features on simplex projections (spec/favor.md §8, §12).
+  /// The lower-variance preset: hyperbolic features on simplex projections (docs/spec/favor.md §8, §12).
   static FavorOptions best() {
     FavorOptions o;
     o.kernel = FavorKernel::Hyperbolic;
@@ -186,24 +186,10 @@ class Favor {
     return out;
   }
 
-  /// Causal decoding state: the key sums [M, Dv + 1] and the running key shift, O(M Dv) memory.
-  /// Holds its own copy of the feature map, so a later redraw() does not affect it.
-  class State {
-   public:
-    /// Tokens stepped so far.
-    Index tokens() const { return linear_.tokens(); }
-    /// The recurrent linear-attention state.
-    const LinearState<T>& linear() const { return linear_; }
-
-   private:
-    friend class Favor;
-    State(FeatureMap<T> map, Index value_dim)
-        : map_(std::move(map)), linear_(map_.num_features(), value_dim) {}
-    // One map for queries and keys: decoding features never depend on the data (no rescaling), so
-    // the two are the same, and sharing halves the weights a step streams through the cache.
-    FeatureMap<T> map_;
-    LinearState<T> linear_;
-  };
+  /// Causal decoding state: the key sums [M, Dv + 1] and the running key shift, O(M Dv) memory;
+  /// owns a copy of the feature map (decoding features never depend on the data, so one map
+  /// serves queries and keys), so a later redraw() does not affect it.
+  using State = LinearDecodingState<T>;
 
   /// A decoding state for values of width value_dim (default scale 1/sqrt(D)).
   State make_state(Index value_dim) const { return make_state(value_dim, AttentionOptions{}); }
@@ -219,14 +205,14 @@ class Favor {
     FASTATTN_CHECK(std::isfinite(opt.scale), "Favor::make_state: scale must be finite");
     FASTATTN_CHECK(value_dim >= 0, "Favor::make_state: value_dim must be >= 0");
     Maps maps = make_maps(detail::resolve_scale(opt, head_dim_), nullptr, nullptr, nullptr);
-    return State(std::move(maps.query), value_dim);
+    return State(std::move(maps.query), value_dim);  // (the key map is the same)
   }
 
   /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]. Token-by-token equals the causal
   /// forward(). `padded` marks the token's key as padding. Does not allocate.
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
             MatRef<T> out_t, bool padded = false) const {
-    state.linear_.step(state.map_, state.map_, q_t, k_t, v_t, out_t, padded);
+    state.step(q_t, k_t, v_t, out_t, padded);
   }
 
  private:
@@ -295,7 +281,7 @@ class Favor {
   }
 
   /// Feature maps for logit scale s. With q and k given, fits the data-dependent parts: the
-  /// rescaling psi and FAVOR++'s A* (spec/favor.md §4-§5; O(N D)).
+  /// rescaling psi and FAVOR++'s A* (docs/spec/favor.md §4-§5; O(N D)).
   Maps make_maps(double scale, const ConstMatRef<T>* q, const ConstMatRef<T>* k,
                  const KeyMask* padding) const {
     FeatureMapOptions fo;

@@ -1,7 +1,7 @@
 #pragma once
 /// @file linear.hpp
-/// The linear-attention core shared by every random-feature method (spec/favor.md §6-§7,
-/// spec/rfa.md §5-§6): given feature maps for queries and keys,
+/// The linear-attention core shared by every random-feature method (docs/spec/favor.md §6-§7,
+/// docs/spec/rfa.md §5-§6): given feature maps for queries and keys,
 ///
 ///   out_i = sum_j phi(q_i).phi(k_j) w_ij v_j / sum_j phi(q_i).phi(k_j) w_ij
 ///
@@ -469,6 +469,39 @@ class LinearState {
   T mass_ = 0;  // total weight of the keys so far (count, or 1 - prod g when gated)
   Index value_dim_;
   Index tokens_ = 0, contributing_ = 0, guarded_ = 0;
+};
+
+/// A decoding state that owns its feature map (the same map for queries and keys) and the
+/// recurrent LinearState: what Favor::State and Rfa::State are. Owning the map means a later
+/// redraw() of the method does not change a state that is mid-sequence.
+template <class T>
+class LinearDecodingState {
+ public:
+  /// A state for `map`'s features and values of width value_dim.
+  LinearDecodingState(FeatureMap<T> map, Index value_dim, LinearOptions options = {})
+      : map_(std::move(map)), linear_(map_.num_features(), value_dim, options) {}
+
+  /// Tokens stepped so far (padded ones included).
+  Index tokens() const { return linear_.tokens(); }
+  /// The recurrent linear-attention state (key sums, shift, diagnostics).
+  const LinearState<T>& linear() const { return linear_; }
+  /// The feature map this state was made with.
+  const FeatureMap<T>& feature_map() const { return map_; }
+
+  /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]; see LinearState::step.
+  void step(ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, MatRef<T> out_t,
+            bool padded = false) {
+    linear_.step(map_, map_, q_t, k_t, v_t, out_t, padded);
+  }
+  /// One gated token (log_gate = log g <= 0); see LinearState::gated_step.
+  void gated_step(ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, T log_gate,
+                  MatRef<T> out_t, bool padded = false) {
+    linear_.gated_step(map_, map_, q_t, k_t, v_t, log_gate, out_t, padded);
+  }
+
+ private:
+  FeatureMap<T> map_;  // one map for queries and keys: shared, a step streams its weights once
+  LinearState<T> linear_;
 };
 
 }  // namespace fastattn

@@ -1,7 +1,7 @@
 #pragma once
 /// @file rfa.hpp
 /// Random Feature Attention: Peng, Pappas, Yogatama, Schwartz, Smith, Kong, "Random Feature
-/// Attention", ICLR 2021. Math and the choices made where the paper is uncertain: spec/rfa.md.
+/// Attention", ICLR 2021. Math and the choices made where the paper is uncertain: docs/spec/rfa.md.
 ///
 /// Queries and keys are l2-normalized (a zero row stays zero); features are random Fourier
 /// features [cos(W x), sin(W x)] (cos block first, as FAVOR's trig map; the paper writes sin
@@ -64,7 +64,7 @@ class Rfa {
   /// Draws W = sigma E, E [n_f, head_dim] from options.seed.
   Rfa(Index head_dim, RfaOptions options = {}) : Rfa(head_dim, options, Vector<T>()) {}
 
-  /// Per-dimension sigma [head_dim] (learned sigma, spec/rfa.md §4): W = E diag(sigma); the
+  /// Per-dimension sigma [head_dim] (learned sigma, docs/spec/rfa.md §4): W = E diag(sigma); the
   /// target weights are then ~ exp(q_hat' S k_hat - k_hat' S k_hat / 2) with S = diag(sigma^2).
   /// options.sigma is not used (it must stay 1).
   Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
@@ -174,20 +174,9 @@ class Rfa {
     return out;
   }
 
-  /// Causal decoding state: (S, z) = [n_features, Dv + 1], constant in the sequence length.
-  /// Holds its own copy of the feature map, so a later redraw() does not affect it.
-  class State {
-   public:
-    Index tokens() const { return linear_.tokens(); }
-    const LinearState<T>& linear() const { return linear_; }
-
-   private:
-    friend class Rfa;
-    State(FeatureMap<T> map, Index value_dim, LinearOptions lopt)
-        : map_(std::move(map)), linear_(map_.num_features(), value_dim, lopt) {}
-    FeatureMap<T> map_;
-    LinearState<T> linear_;
-  };
+  /// Causal decoding state: (S, z) = [n_features, Dv + 1], constant in the sequence length;
+  /// owns a copy of the feature map, so a later redraw() does not affect it.
+  using State = LinearDecodingState<T>;
 
   /// A decoding state for values of width value_dim.
   State make_state(Index value_dim) const {
@@ -198,14 +187,14 @@ class Rfa {
   /// One token: [1, D], [1, D], [1, Dv] -> [1, Dv]; token-by-token equals the causal forward().
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
             MatRef<T> out_t, bool padded = false) const {
-    state.linear_.step(state.map_, state.map_, q_t, k_t, v_t, out_t, padded);
+    state.step(q_t, k_t, v_t, out_t, padded);
   }
 
   /// One gated token, gate g_t in (0, 1]; token-by-token equals forward_gated().
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, T gate,
             MatRef<T> out_t, bool padded = false) const {
     FASTATTN_CHECK(gate > 0 && gate <= 1, "Rfa::step: gate must be in (0, 1], got " << gate);
-    state.linear_.gated_step(state.map_, state.map_, q_t, k_t, v_t, std::log(gate), out_t, padded);
+    state.gated_step(q_t, k_t, v_t, std::log(gate), out_t, padded);
   }
 
  private:
