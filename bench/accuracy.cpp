@@ -35,7 +35,7 @@ const std::vector<Regime>& regimes() {
       {"large-norm", "q, k, v iid N(0, 1) (|x|^2 ~ 8): peaked attention"},
       {"smooth",
        "q, k, v independent AR(1) sequences x_t = 0.98 x_{t-1} + sqrt(1 - 0.98^2) e_t "
-       "(spec/eva.md §8): neighbouring tokens are alike"},
+       "(docs/spec/eva.md §8): neighbouring tokens are alike"},
       {"clustered",
        "keys and queries near one of 8 random centres (N(0,1) centres, N(0, 0.3^2) "
        "offsets), values iid N(0,1): attention concentrates on a cluster"},
@@ -183,7 +183,7 @@ int run(int argc, char** argv) {
       full ? std::vector<Index>{16, 32, 64, 128, 256, 512} : std::vector<Index>{32, 64, 128, 256};
   const std::vector<Index> ns =
       full ? std::vector<Index>{256, 1024, 4096, 8192} : std::vector<Index>{256, 1024, 4096};
-  // The m sweep runs at N = 1024 (spec/eva.md §8's protocol) and at N = 4096 (where the throughput
+  // The m sweep runs at N = 1024 (docs/spec/eva.md §8's protocol) and at N = 4096 (where the throughput
   // benchmarks sweep m, so the report can put error and time side by side); causal at N = 1024.
   const Index m_default = 256, n_default = 1024, n_timed = 4096;
   const std::vector<std::string> rf = {"FAVOR+", "FAVOR-hyp", "FAVOR++", "RFA"};

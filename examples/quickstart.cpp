@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   const fastattn::Favor<float> favor(d);
 
   // EVA: exact attention inside 64-token windows, one control-variate summary per chunk
-  // elsewhere. Disjoint is the paper's estimator without learned parameters (spec/eva.md §5.3).
+  // elsewhere. Disjoint is the paper's estimator without learned parameters (docs/spec/eva.md §5.3).
   fastattn::EvaOptions eva_options;
   eva_options.window = std::min<Index>(64, n);
   eva_options.chunk_size = eva_options.window;

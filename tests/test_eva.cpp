@@ -1,4 +1,4 @@
-// Tests of eva.hpp: EVA (spec/eva.md). Reference parity with the official code's outputs, the
+// Tests of eva.hpp: EVA (docs/spec/eva.md). Reference parity with the official code's outputs, the
 // Disjoint semantics against an independent per-query implementation and against exact attention,
 // the decoding state against the parallel forward, the training-free quality protocol (§8), and
 // every rejection.

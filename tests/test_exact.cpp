@@ -1,4 +1,4 @@
-// Tests of exact.hpp: semantics of exact softmax attention (spec/exact.md) for every kernel.
+// Tests of exact.hpp: semantics of exact softmax attention (docs/spec/exact.md) for every kernel.
 
 // EIGEN_RUNTIME_NO_MALLOC lets a test assert that decoding steps do not allocate.
 #define EIGEN_RUNTIME_NO_MALLOC
@@ -161,7 +161,7 @@ TYPED_TEST(ExactTest, CausalSquareIsLowerTriangular) {
 }
 
 TYPED_TEST(ExactTest, CausalFewerQueriesIsBottomRightAligned) {
-  // Nq = 3, Nk = 5: query i sees keys j <= i + 2 (spec/exact.md §3).
+  // Nq = 3, Nk = 5: query i sees keys j <= i + 2 (docs/spec/exact.md §3).
   AttentionOptions opt;
   opt.causal = true;
   const auto out = this->visible_sets(3, 5, opt);
@@ -491,7 +491,7 @@ TYPED_TEST(ExactBlockedTest, MatchesReferenceOnRandomShapesMasksAndBiases) {
 TYPED_TEST(ExactBlockedTest, LseMergesTwoKeyHalvesIntoTheFullResult) {
   using T = TypeParam;
   using M = RowMatrix<T>;
-  // spec/exact.md §6: results on disjoint key sets merge with their log-sum-exps.
+  // docs/spec/exact.md §6: results on disjoint key sets merge with their log-sum-exps.
   const Index nq = 20, nk = 90, split = 37;
   const M q = random_matrix<T>(nq, 16, 1), k = random_matrix<T>(nk, 16, 2);
   const M v = random_matrix<T>(nk, 8, 3);

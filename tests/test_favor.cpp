@@ -1,5 +1,5 @@
 // Tests of favor.hpp: Favor<T> against independent double-precision evaluations of the FAVOR
-// formulas (spec/favor.md §3-§5, §11), decoding, invariants, and the accuracy ordering of the
+// formulas (docs/spec/favor.md §3-§5, §11), decoding, invariants, and the accuracy ordering of the
 // estimators.
 
 #include "fastattn/favor.hpp"
@@ -32,7 +32,7 @@ struct RefFeatures {
   Eigen::VectorXd psi;
 };
 
-/// phi(x) straight from spec/favor.md §3-§4, in double, with no stabilization (small inputs).
+/// phi(x) straight from docs/spec/favor.md §3-§4, in double, with no stabilization (small inputs).
 MatD ref_features(const RefFeatures& f, const MatD& w, const MatD& x, bool is_query) {
   const Index n = x.rows(), m = w.rows(), d = x.cols();
   const double s = f.scale != 0 ? f.scale : 1 / std::sqrt(double(d));
@@ -129,7 +129,7 @@ TYPED_TEST(FavorTest, ForwardEqualsIndependentEvaluationForEveryKernel) {
 
 TYPED_TEST(FavorTest, OptimalAndRescalingFitTheirParametersFromTheData) {
   using T = TypeParam;
-  // Non-causal FAVOR++ with A = A* from spec/favor.md §4, and the diagonal rescaling of §5
+  // Non-causal FAVOR++ with A = A* from docs/spec/favor.md §4, and the diagonal rescaling of §5
   // (anisotropic q and k scales make psi far from 1).
   const Index nq = 21, nk = 30, d = 6, m = 32, dv = 3;
   RowMatrix<T> q = random_matrix<T>(nq, d, 1, 0.5), k = random_matrix<T>(nk, d, 2, 0.5);
@@ -236,7 +236,7 @@ TYPED_TEST(FavorTest, InvariantsOfPositiveFeatures) {
 
 // ---- compatibility modes: the reference implementations' formulas ------------------------------
 
-/// spec/favor.md §11, written out for the test: softmax_kernel of performer-pytorch / google jax /
+/// docs/spec/favor.md §11, written out for the test: softmax_kernel of performer-pytorch / google jax /
 /// the EVA repo, fast-transformers' hyperbolic Favor, performer-pytorch's ReLU features.
 MatD compat_features(FavorCompat c, bool relu, const MatD& w, const MatD& x, bool is_query) {
   const Index n = x.rows(), m = w.rows(), d = x.cols();
@@ -359,7 +359,7 @@ double mean_error(FavorOptions fo, Index n, Index d, double sigma, int seeds, bo
 
 TEST(FavorAccuracy, ErrorDecreasesLikeInverseSqrtOfFeatures) {
   // Small-norm regime (d = 16, sigma = 0.3): the estimator's variance dominates, so the error
-  // against exact attention falls like m^-1/2 (spec/favor.md §10.7). Fitted log-log slope.
+  // against exact attention falls like m^-1/2 (docs/spec/favor.md §10.7). Fitted log-log slope.
   std::vector<double> log_m, log_err;
   for (Index m : {32, 128, 512, 2048}) {
     FavorOptions fo;
@@ -378,7 +378,7 @@ TEST(FavorAccuracy, ErrorDecreasesLikeInverseSqrtOfFeatures) {
 }
 
 TEST(FavorAccuracy, HyperbolicAndOptimalBeatPositiveAtEqualFeatures) {
-  // spec/favor.md §9.1, §12 (d = 16, sigma = 0.5, |x|^2 ~ 1): hyperbolic with m/2 projections (m
+  // docs/spec/favor.md §9.1, §12 (d = 16, sigma = 0.5, |x|^2 ~ 1): hyperbolic with m/2 projections (m
   // features) and FAVOR++ with m have lower error than FAVOR+ with m. Paired seeds, 8 of them.
   FavorOptions positive, hyperbolic, optimal;
   positive.num_features = optimal.num_features = 64;

@@ -1,7 +1,7 @@
 // Tests of features.hpp and detail/sincos.hpp: the feature maps against an independent
-// double-precision evaluation of their formulas (spec/favor.md §3-§5, spec/rfa.md §2, §7), the
+// double-precision evaluation of their formulas (docs/spec/favor.md §3-§5, docs/spec/rfa.md §2, §7), the
 // joint sin/cos against std::sin/std::cos, argument checks, and the statistical properties of the
-// kernel estimates built from the features (spec/favor.md §9, §10; spec/rfa.md §3, §7, §9).
+// kernel estimates built from the features (docs/spec/favor.md §9, §10; docs/spec/rfa.md §3, §7, §9).
 //
 // Statistical tests run in double with fixed seeds (deterministic) and compare Monte Carlo means
 // with exact values within kSe = 4 standard errors (SE = sample std / sqrt(draws)); each prints its
@@ -593,7 +593,7 @@ double hyp0f1(double b, double x) {
   return sum;
 }
 
-/// M_d(t) = E[e^{t r}], r ~ chi_d (spec/favor.md §9.2).
+/// M_d(t) = E[e^{t r}], r ~ chi_d (docs/spec/favor.md §9.2).
 double chi_mgf(Index d, double t) {
   const double dd = static_cast<double>(d);
   return hyp1f1(dd / 2, 0.5, t * t / 2) +
@@ -624,7 +624,7 @@ void gauss_legendre(int n, std::vector<double>& nodes, std::vector<double>& weig
   }
 }
 
-/// The exact MSE of orthogonal positive features (spec/favor.md §9.2): MSE_+ + (P/m^2) Cst with
+/// The exact MSE of orthogonal positive features (docs/spec/favor.md §9.2): MSE_+ + (P/m^2) Cst with
 /// Cst = e^{-|x|^2-|y|^2} (E_v[M_d(a v1) M_d(a v2)] - e^{a^2}), a = |x + y|, the expectation over
 /// the density Gamma(d/2)/(pi Gamma(d/2 - 1)) (1 - v1^2 - v2^2)^{(d-4)/2} on the unit disk: polar
 /// coordinates, s = rho^2 by Gauss-Legendre, the angle by the (spectrally accurate) trapezoid rule.
@@ -655,7 +655,7 @@ double orthogonal_positive_mse(const Eigen::VectorXd& x, const Eigen::VectorXd& 
   return iid + pairs / double(m * m) * cst;
 }
 
-/// The multi-block bound of spec/favor.md §9.2: MSE_+ - (P/m^2) (2/(d+2)) (SM -
+/// The multi-block bound of docs/spec/favor.md §9.2: MSE_+ - (P/m^2) (2/(d+2)) (SM -
 /// e^{-(|x|^2+|y|^2)/2})^2.
 double orthogonal_positive_bound(const Eigen::VectorXd& x, const Eigen::VectorXd& y, Index m) {
   const Index d = x.size(), b = m / d, r = m % d;
@@ -666,14 +666,14 @@ double orthogonal_positive_bound(const Eigen::VectorXd& x, const Eigen::VectorXd
   return iid - pairs / double(m * m) * 2.0 / double(d + 2) * gap * gap;
 }
 
-/// A* of spec/favor.md §4 for one pair: (1/16)(1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)), rho =
+/// A* of docs/spec/favor.md §4 for one pair: (1/16)(1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)), rho =
 /// |z|^2/d.
 double optimal_a(const Eigen::VectorXd& x, const Eigen::VectorXd& y) {
   const double rho = (x + y).squaredNorm() / double(x.size());
   return (1 - 2 * rho - std::sqrt((2 * rho + 1) * (2 * rho + 1) + 8 * rho)) / 16;
 }
 
-/// The iid MSE of OPRF with m projections (spec/favor.md §9.4).
+/// The iid MSE of OPRF with m projections (docs/spec/favor.md §9.4).
 double optimal_mse(const Eigen::VectorXd& x, const Eigen::VectorXd& y, double a, Index m) {
   const double dd = static_cast<double>(x.size()), z2 = (x + y).squaredNorm();
   const double second =
@@ -696,7 +696,7 @@ Eigen::VectorXd vec(std::initializer_list<double> v) {
   return out;
 }
 
-// The pairs of the spec/favor.md §9.2 check-value table.
+// The pairs of the docs/spec/favor.md §9.2 check-value table.
 Eigen::VectorXd table_x8() { return vec({0.3, 0.2, 0, 0, 0, 0, 0, 0.1}); }
 Eigen::VectorXd table_y8() { return vec({0.25, -0.1, 0.3, 0, 0, 0, 0, 0}); }
 Eigen::VectorXd table_x16() { return Eigen::VectorXd::Constant(16, 0.12); }
@@ -707,7 +707,7 @@ Eigen::VectorXd table_y16() {
 }
 
 TEST(ExactValues, ReproduceTheSpecCheckValues) {
-  // The closed forms used below, against the tables of spec/favor.md §9.2 (to their printed
+  // The closed forms used below, against the tables of docs/spec/favor.md §9.2 (to their printed
   // digits) and the rfa §9 check values (formula columns): guards the formulas in this file.
   struct Row {
     Eigen::VectorXd x, y;

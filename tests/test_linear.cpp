@@ -1,6 +1,6 @@
 // Tests of linear.hpp: the linear-attention core against an independent double-precision reference
 // that evaluates every (query, key) weight explicitly, for the non-causal, chunked causal, gated
-// and recurrent forms; plus the invariants of spec/favor.md §10.
+// and recurrent forms; plus the invariants of docs/spec/favor.md §10.
 
 #include "fastattn/linear.hpp"
 
@@ -231,7 +231,7 @@ TYPED_TEST(LinearTest, GatedChunkedEqualsGatedRecurrenceAndNaive) {
 
 TYPED_TEST(LinearTest, GateThatKeepsOnlyTheFirstTokenGivesItsValueEverywhere) {
   using T = TypeParam;
-  // spec/rfa.md §9: g_0 < 1 and g_t = 1 for t >= 1 -> every output equals v_0.
+  // docs/spec/rfa.md §9: g_0 < 1 and g_t = 1 for t >= 1 -> every output equals v_0.
   const Index n = 20, m = 6, dv = 3;
   const auto fq = this->positive(n, m, 1), fk = this->positive(n, m, 2);
   const auto v = random_matrix<T>(n, dv, 3);
@@ -294,7 +294,7 @@ TYPED_TEST(LinearTest, RecurrentLogDomainMatchesReference) {
   EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>));
 }
 
-// ---- invariants of positive features (spec/favor.md §10) ------------------------------------
+// ---- invariants of positive features (docs/spec/favor.md §10) ------------------------------------
 
 template <class T>
 FeatureMap<T> favor_map(Index d, Index m, std::uint64_t seed) {

@@ -1,4 +1,4 @@
-// Tests of random.hpp: the seeded generator and the projection samplers (spec/favor.md §2,
+// Tests of random.hpp: the seeded generator and the projection samplers (docs/spec/favor.md §2,
 // §10.5-6).
 //
 // Statistical tests run in double with fixed seeds (so they are deterministic) and compare sample
@@ -388,7 +388,7 @@ TEST(GaussianProjection, EntriesAreStandardNormal) {
 }
 
 /// For `draws` projections [m, d] of sampler s (seeds derive_seed(seed, k)), the mean of
-/// direction(r, r mod d) for every row r: all are 0 for isotropic rows (spec/favor.md §10.6).
+/// direction(r, r mod d) for every row r: all are 0 for isotropic rows (docs/spec/favor.md §10.6).
 std::vector<Moments> diagonal_direction_means(
     const std::function<Eigen::MatrixXd(std::uint64_t)>& w, Index m, Index d, int draws,
     std::uint64_t seed) {
@@ -401,7 +401,7 @@ std::vector<Moments> diagonal_direction_means(
 }
 
 /// Q of Householder QR of a Gaussian d x d block without Mezzadri's sign fix, transposed (the
-/// rows): the bug of spec/favor.md §13.1, used to show the sign-fix test detects it.
+/// rows): the bug of docs/spec/favor.md §13.1, used to show the sign-fix test detects it.
 Eigen::MatrixXd block_without_sign_fix(Index d, test::DataRng& rng) {
   Eigen::MatrixXd g(d, d);
   for (Index i = 0; i < d; ++i)
@@ -438,7 +438,7 @@ TEST(OrthogonalProjection, SignFixMakesEveryDirectionCoordinateMeanZero) {
 
 TEST(OrthogonalProjection, UnfixedCompatVariantReproducesTheReferenceBias) {
   // detail::orthogonal_projection_impl(sign_fix = false) exists to reproduce the references
-  // (spec/favor.md §11, §13.1): Householder blocks whose row 0 has a negative first coordinate in
+  // (docs/spec/favor.md §11, §13.1): Householder blocks whose row 0 has a negative first coordinate in
   // every draw, still orthonormal within a block, with chi_d norms. With sign_fix = true it is
   // orthogonal_projection itself. d = 4, m = 11, 2000 draws (seed 505).
   const Index d = 4, m = 11;

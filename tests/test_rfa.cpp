@@ -1,4 +1,4 @@
-// Tests of rfa.hpp (Random Feature Attention, spec/rfa.md): the forward passes against an
+// Tests of rfa.hpp (Random Feature Attention, docs/spec/rfa.md): the forward passes against an
 // independent double-precision evaluation with the same projection (features recomputed here with
 // std::cos/std::sin, every (query, key) weight evaluated explicitly), gated RFA against the
 // unrolled form of spec §6, decoding, the statistical properties of the kernel estimate (spec §3,
@@ -87,7 +87,7 @@ MatD feature_kernel(const MatD& fq, const MatD& fk) {
 /// K_ij for the library's features recomputed here from the projection of `rfa`.
 template <class T>
 MatD rfa_kernel(const Rfa<T>& rfa, const MatD& q, const MatD& k) {
-  // Kernel units: phi(x).phi(y) with phi carrying n_f^{-1/2} (spec/rfa.md §2), the units den_eps is
+  // Kernel units: phi(x).phi(y) with phi carrying n_f^{-1/2} (docs/spec/rfa.md §2), the units den_eps is
   // defined in.
   const RfaKernel kernel = rfa.options().kernel;
   const MatD w = dbl(rfa.projection());
@@ -104,7 +104,7 @@ MatD visibility(Index nq, Index nk, bool causal, const KeyMask& padding) {
   return w;
 }
 
-/// The unrolled gated weights of spec/rfa.md §6, one (i, j) pair at a time:
+/// The unrolled gated weights of docs/spec/rfa.md §6, one (i, j) pair at a time:
 /// w_ij = (1 - g_j) prod_{j < l <= p} g_l for j <= p = i + Nk - Nq, padded keys acting as g = 1
 /// (no weight, no decay). 1 - g is computed as -expm1(log g).
 MatD gated_weights(Index nq, Index nk, const std::vector<double>& log_gates,
@@ -123,7 +123,7 @@ MatD gated_weights(Index nq, Index nk, const std::vector<double>& log_gates,
   return w;
 }
 
-/// out_i = sum_j w_ij K_ij v_j / sum_j w_ij K_ij with the library's guard (spec/rfa.md §8): a row
+/// out_i = sum_j w_ij K_ij v_j / sum_j w_ij K_ij with the library's guard (docs/spec/rfa.md §8): a row
 /// with no key of non-zero weight is 0; otherwise N / max(den, den_eps), counting clamped rows.
 /// Keys of zero weight are skipped entirely (their values may be NaN).
 MatD guarded_average(const MatD& kern, const MatD& weights, const MatD& v, double den_eps,
@@ -169,7 +169,7 @@ std::vector<double> log_of(const Vector<double>& g) {
 }
 
 /// The exact (infinite-feature) kernels the estimators converge to, on normalized rows.
-/// exp(qh' S kh - kh' S kh / 2) with S = diag(s2) (spec/rfa.md §3; scalar sigma: s2 = sigma^2,
+/// exp(qh' S kh - kh' S kh / 2) with S = diag(s2) (docs/spec/rfa.md §3; scalar sigma: s2 = sigma^2,
 /// where the key factor is a constant).
 MatD gaussian_target_kernel(const MatD& qh, const MatD& kh, const Eigen::VectorXd& s2) {
   MatD kern(qh.rows(), kh.rows());
@@ -191,7 +191,7 @@ double j2(double theta) {
   return 3 * std::sin(theta) * c + (kPi - theta) * (1 + 2 * c * c);
 }
 
-/// kappa_1(theta) = J1(theta) / (2 pi) on normalized rows (spec/rfa.md §7).
+/// kappa_1(theta) = J1(theta) / (2 pi) on normalized rows (docs/spec/rfa.md §7).
 MatD arccos_target_kernel(const MatD& qh, const MatD& kh) {
   MatD kern(qh.rows(), kh.rows());
   for (Index i = 0; i < qh.rows(); ++i)
@@ -543,7 +543,7 @@ TEST(RfaConvergence, VectorSigmaConvergesToTheAnisotropicTarget) {
   AttentionOptions opt;
   opt.key_padding = data.padding;
   const MatD weights = visibility(data.nq, data.nk, false, data.padding);
-  // Weights ~ exp(qh' S kh - kh' S kh / 2) (spec/rfa.md §3); and, to show the test can tell the
+  // Weights ~ exp(qh' S kh - kh' S kh / 2) (docs/spec/rfa.md §3); and, to show the test can tell the
   // difference, the target without the key factor.
   const MatD target =
       guarded_average(gaussian_target_kernel(data.qh, data.kh, s2), weights, data.v, 0);
@@ -606,7 +606,7 @@ TEST(RfaConvergence, GatedConvergesToTheGatedExactReference) {
   const ConvergenceData data;
   const Index n = data.nk;
   // Gates in [0.8, 1) keep ~10 keys in play; with fewer (or a larger sigma) small n_f gives
-  // denominators <= den_eps on some rows, which the guard clamps (spec/rfa.md §8) and which then
+  // denominators <= den_eps on some rows, which the guard clamps (docs/spec/rfa.md §8) and which then
   // dominate the error.
   const double sigma = 1.2;
   test::DataRng rng(65);
@@ -1128,7 +1128,7 @@ TYPED_TEST(RfaTest, SameSeedSameBitsAndRedrawIsExplicit) {
   const RowMatrix<T> out_a = a(q, k, v, causal);
   EXPECT_TRUE(same_bits(out_a, b(q, k, v, causal)));
   EXPECT_TRUE(same_bits(out_a, a(q, k, v, causal)));  // repeated calls: nothing is redrawn
-  // W = sigma E with E the library's orthogonal projection of that seed (spec/rfa.md §4).
+  // W = sigma E with E the library's orthogonal projection of that seed (docs/spec/rfa.md §4).
   EXPECT_TRUE(near(a.projection(), RowMatrix<T>(T(1.3) * orthogonal_projection<T>(m, d, 114)),
                    Tol<T>::rel, 0));
   EXPECT_EQ(a.head_dim(), d);

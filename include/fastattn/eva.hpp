@@ -5,7 +5,7 @@
 ///
 /// Paper: Lin Zheng, Jianbo Yuan, Chong Wang, Lingpeng Kong, "Efficient Attention via Control
 /// Variates", ICLR 2023 (arXiv:2302.04542). Official code: HKUNLP/efficient-attention @ 531ff51.
-/// Semantics: spec/eva.md. `Reference` reproduces the official eval-mode output (§3, §5.2);
+/// Semantics: docs/spec/eva.md. `Reference` reproduces the official eval-mode output (§3, §5.2);
 /// `Disjoint` is the paper's estimator over a true partition of the keys (§5.3); the decoding state
 /// is §6.
 
@@ -25,7 +25,7 @@
 
 namespace fastattn {
 
-/// Which EVA estimator Eva<T> computes (spec/eva.md §5).
+/// Which EVA estimator Eva<T> computes (docs/spec/eva.md §5).
 enum class EvaSemantics {
   /// The official code's eval-mode output: overlapping chunks, divisor counting invalid slots,
   /// every chunk (also those inside the window) in every softmax, no chunk-size factor.
@@ -36,7 +36,7 @@ enum class EvaSemantics {
   Disjoint,
 };
 
-/// Configuration of Eva<T> (spec/eva.md §5.1).
+/// Configuration of Eva<T> (docs/spec/eva.md §5.1).
 struct EvaOptions {
   /// W: window length (1-D) or window tile side (2-D).
   Index window = 0;

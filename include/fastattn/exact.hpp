@@ -1,7 +1,7 @@
 #pragma once
 /// @file exact.hpp
 /// Exact softmax attention, the baseline every approximation is measured against.
-/// Semantics: spec/exact.md (bottom-right causal alignment, key padding, empty rows -> 0, bias,
+/// Semantics: docs/spec/exact.md (bottom-right causal alignment, key padding, empty rows -> 0, bias,
 /// ALiBi, log-sum-exp).
 
 #include <algorithm>
@@ -21,7 +21,7 @@ namespace fastattn {
 
 /// Which implementation Exact<T> runs. Both compute the same function.
 enum class ExactKernel {
-  /// Blocked online softmax (spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The default.
+  /// Blocked online softmax (docs/spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The default.
   Blocked,
   /// One query row at a time with the row's logits materialized; simple and obviously right. The
   /// anchor the blocked kernel is tested against.

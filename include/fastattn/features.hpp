@@ -1,13 +1,13 @@
 #pragma once
 /// @file features.hpp
-/// Random-feature maps on row blocks (spec/favor.md §3-§5, spec/rfa.md §2, §7): positive (FAVOR+),
+/// Random-feature maps on row blocks (docs/spec/favor.md §3-§5, docs/spec/rfa.md §2, §7): positive (FAVOR+),
 /// hyperbolic, FAVOR++ (OPRF), trigonometric (RFF/RFA), ReLU/arc-cosine; plus the plain textbook
 /// maps `positive_features` and `trig_features`.
 ///
 /// A FeatureMap turns rows x [n, D] into features [n, M] with one GEMM (x W_eff^T, where W_eff has
 /// the input scale, the per-dimension rescaling and FAVOR++'s B folded in once) and one fused
 /// vectorized pass in place. Exponential kinds return *log*-features: the linear-attention core
-/// (linear.hpp) exponentiates them with stabilizing shifts that cancel exactly (spec/favor.md §6),
+/// (linear.hpp) exponentiates them with stabilizing shifts that cancel exactly (docs/spec/favor.md §6),
 /// so no feature ever overflows and no eps is added. Constant factors (m^-1/2, (1-4A)^{d/4}) cancel
 /// in attention and are dropped by FeatureMap; the public textbook maps keep them.
 

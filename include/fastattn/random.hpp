@@ -1,6 +1,6 @@
 #pragma once
 /// @file random.hpp
-/// Seeded random numbers and random projection matrices (spec/favor.md §2).
+/// Seeded random numbers and random projection matrices (docs/spec/favor.md §2).
 ///
 /// Reproducibility: the generator is xoshiro256** seeded through SplitMix64, and normals come from
 /// Box-Muller on 53-bit uniforms; nothing depends on implementation-defined library distributions
@@ -89,7 +89,7 @@ inline void check_projection_size(const char* fn, Index m, Index d) {
 
 /// [d, d] Haar-distributed orthogonal matrix: QR of a Gaussian block with Mezzadri's sign fix
 /// (columns of Q times sign(R_ii), sign(0) = +1). Without the fix Householder QR makes row 0 of
-/// every block point into the negative half-space and the estimator is biased (spec/favor.md §2.2).
+/// every block point into the negative half-space and the estimator is biased (docs/spec/favor.md §2.2).
 inline Eigen::MatrixXd haar_orthogonal(Index d, Rng& rng) {
   Eigen::MatrixXd g(d, d);
   for (Index i = 0; i < d; ++i)
@@ -145,7 +145,7 @@ RowMatrix<T> gaussian_projection(Index m, Index d, std::uint64_t seed) {
 
 namespace detail {
 /// ORF blocks with or without Mezzadri's sign fix; the unfixed variant reproduces the reference
-/// implementations (spec/favor.md §11, §13.1) and exists only for their compatibility modes.
+/// implementations (docs/spec/favor.md §11, §13.1) and exists only for their compatibility modes.
 template <class T>
 RowMatrix<T> orthogonal_projection_impl(Index m, Index d, std::uint64_t seed, bool sign_fix) {
   Rng rng(seed);
@@ -164,7 +164,7 @@ RowMatrix<T> orthogonal_projection_impl(Index m, Index d, std::uint64_t seed, bo
 
 /// [m, d] block-orthogonal projection (ORF): ceil(m/d) independent Haar blocks of d orthonormal
 /// rows (sign-fixed QR), the last one partial, each row scaled by an independent chi_d norm, so
-/// every row is marginally N(0, I_d) (spec/favor.md §2.2).
+/// every row is marginally N(0, I_d) (docs/spec/favor.md §2.2).
 template <class T>
 RowMatrix<T> orthogonal_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("orthogonal_projection", m, d);
@@ -172,7 +172,7 @@ RowMatrix<T> orthogonal_projection(Index m, Index d, std::uint64_t seed) {
 }
 
 /// [m, d] ORF directions with every row norm sqrt(d): the projection of the SMREG kernel. It does
-/// not estimate the softmax kernel (spec/favor.md §2.3); use it only under that name.
+/// not estimate the softmax kernel (docs/spec/favor.md §2.3); use it only under that name.
 template <class T>
 RowMatrix<T> fixed_norm_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("fixed_norm_projection", m, d);
@@ -185,7 +185,7 @@ RowMatrix<T> fixed_norm_projection(Index m, Index d, std::uint64_t seed) {
 
 /// [m, d] simplex random features (Reid et al., ICML 2023): each block is the d unit vertices of a
 /// regular simplex (pairwise cosine -1/(d-1)) rotated by an independent Haar matrix, rows scaled
-/// by independent chi_d norms (spec/favor.md §2.4). Requires d >= 2.
+/// by independent chi_d norms (docs/spec/favor.md §2.4). Requires d >= 2.
 template <class T>
 RowMatrix<T> simplex_projection(Index m, Index d, std::uint64_t seed) {
   detail::check_projection_size("simplex_projection", m, d);

@@ -2,7 +2,7 @@
 /// @file detail/eva_chunks.hpp
 /// EVA chunk statistics (implementation detail, no API promise): per chunk the adaptive summary
 /// k̃_c, the proposal mean μ_c, the control-variate coefficient β_c and the logit offset
-/// (spec/eva.md §3.2 steps 3-5, §3.4 step 2, §5.3). One function finalizes one chunk from its rows;
+/// (docs/spec/eva.md §3.2 steps 3-5, §3.4 step 2, §5.3). One function finalizes one chunk from its rows;
 /// the parallel forward and the decoding state both use it, so they agree on every chunk.
 
 #include <cmath>

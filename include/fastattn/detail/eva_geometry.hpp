@@ -2,7 +2,7 @@
 /// @file detail/eva_geometry.hpp
 /// EVA geometry (implementation detail, no API promise): which tokens form each window's queries
 /// and key slots, which tokens form each chunk, which chunks a window sees, and the domain checks
-/// of spec/eva.md §5.2 (Reference) and §5.3 (Disjoint alignment).
+/// of docs/spec/eva.md §5.2 (Reference) and §5.3 (Disjoint alignment).
 ///
 /// 1-D and 2-D share one description: a token grid of `rows` x `cols` axes, token index
 /// r * cols.valid + c. In 1-D the row axis is trivial (one row, window 1, no extension), so a

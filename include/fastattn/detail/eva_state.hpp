@@ -1,6 +1,6 @@
 #pragma once
 /// @file detail/eva_state.hpp
-/// The causal EVA decoding state, Eva<T>::State (spec/eva.md §6; implementation detail, no API
+/// The causal EVA decoding state, Eva<T>::State (docs/spec/eva.md §6; implementation detail, no API
 /// promise beyond the public members). Reproduces the parallel causal forward token by token:
 /// blocked windows (not a sliding window) and chunks published when the first token of the next
 /// chunk arrives.

@@ -3,7 +3,7 @@
 /// The per-window EVA kernel (implementation detail, no API promise): for one window, one GEMM
 /// of its scaled queries against its key slots, one against the chunk summaries k̃, the masks, one
 /// joint row softmax, and two GEMMs (value slots, then β) accumulating into the output rows
-/// (spec/eva.md §3.2 steps 6-8, §3.4 steps 3-5, §5.3, §5.4).
+/// (docs/spec/eva.md §3.2 steps 6-8, §3.4 steps 3-5, §5.3, §5.4).
 ///
 /// Measured (float, D = 64, W = 64, C' = 64): two output GEMMs reading k and v in place are ~8%
 /// faster than one GEMM against a stacked [value slots; β] copy, so 1-D windows without padded

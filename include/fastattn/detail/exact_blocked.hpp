@@ -1,6 +1,6 @@
 #pragma once
 /// @file detail/exact_blocked.hpp
-/// The fast path of exact attention: blocked online softmax (spec/exact.md §7,
+/// The fast path of exact attention: blocked online softmax (docs/spec/exact.md §7,
 /// FlashAttention-style). Query block x key block tiles; S = (s Q_I) K_J^T and acc += P V_J are
 /// Eigen GEMMs; the running max/sum update is a vectorized pass over the tile. Never materializes
 /// Nq x Nk. Memory per call: O(Br * (D + Dv + Bc)) for the tile workspace plus O(Nk) for the
@@ -147,7 +147,7 @@ void exact_blocked(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const Const
       if (l[ii] > 0) {
         out.row(r0 + ii) = acc.row(ii) / l[ii];
         if (lse.size() != 0) lse[r0 + ii] = m[ii] + std::log(l[ii]);
-      } else {  // empty row (spec/exact.md §4)
+      } else {  // empty row (docs/spec/exact.md §4)
         out.row(r0 + ii).setZero();
         if (lse.size() != 0) lse[r0 + ii] = neg_inf;
       }

@@ -1,6 +1,6 @@
 #pragma once
 /// @file detail/favor_compat.hpp
-/// FAVOR+ as the reference implementations compute it (spec/favor.md §11), for porting trained
+/// FAVOR+ as the reference implementations compute it (docs/spec/favor.md §11), for porting trained
 /// models and for side-by-side comparisons. These formulas carry the references' additive eps
 /// (which biases outputs towards uniform averaging, §6.2) and a key shift over the whole sequence
 /// (not causal, so no decoding). Deliberately plain: features are materialized, [N, m].
@@ -18,7 +18,7 @@
 
 namespace fastattn {
 
-/// Which reference implementation's FAVOR formulas to reproduce (spec/favor.md §11). `None` is the
+/// Which reference implementation's FAVOR formulas to reproduce (docs/spec/favor.md §11). `None` is the
 /// library's exact, eps-free formulation; the others exist for parity only.
 enum class FavorCompat {
   None,
