@@ -157,8 +157,11 @@ class Eva {
     }
   }
 
+  /// D, the head dimension of q and k.
   Index head_dim() const { return head_dim_; }
+  /// The options given to the constructor.
   const EvaOptions& options() const { return options_; }
+  /// The learned parameters given to the constructor.
   const EvaParams<T>& params() const { return params_; }
 
   /// q [n, D], k [n, D], v [n, Dv] -> out [n, Dv]. opt supplies the scale (0 = 1/sqrt(D); the

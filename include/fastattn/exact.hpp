@@ -46,12 +46,14 @@ class Exact {
                 "fastattn::Exact<T>: T must be float or double");
 
  public:
+  /// An exact attention method with the given kernel and tiling (defaults: the blocked kernel).
   explicit Exact(ExactOptions options = {}) : options_(options) {
     FASTATTN_CHECK(options.block_q >= 0 && options.block_k >= 0,
                    "Exact: block_q and block_k must be >= 0 (0 = default), got "
                        << options.block_q << " and " << options.block_k);
   }
 
+  /// The options given to the constructor.
   const ExactOptions& options() const { return options_; }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv].

@@ -110,9 +110,11 @@ class Favor {
     draw(seed);
   }
 
+  /// The options (options().seed is the seed of the current projection).
   const FavorOptions& options() const { return options_; }
   /// The projection W [m, D].
   const RowMatrix<T>& projection() const { return projection_; }
+  /// D, the head dimension of q and k.
   Index head_dim() const { return head_dim_; }
   /// M, the number of features (2m for Hyperbolic).
   Index num_features() const { return maps_->query.num_features(); }

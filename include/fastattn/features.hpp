@@ -100,7 +100,9 @@ class FeatureMap {
     }
   }
 
+  /// The feature kind.
   FeatureKind kind() const { return kind_; }
+  /// The options given to the constructor.
   const FeatureMapOptions& options() const { return options_; }
   /// The projection W [m, D] as given.
   const RowMatrix<T>& projection() const { return projection_; }

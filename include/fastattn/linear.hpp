@@ -371,7 +371,9 @@ class LinearState {
                    "LinearState: den_eps must be finite and >= 0, got " << options.den_eps);
   }
 
+  /// M, the number of features.
   Index num_features() const { return sums_.rows(); }
+  /// Dv, the width of the values.
   Index value_dim() const { return value_dim_; }
   /// Tokens stepped so far (padded ones included).
   Index tokens() const { return tokens_; }

@@ -36,6 +36,7 @@ inline std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
 /// Portable pseudo-random generator: xoshiro256** (Blackman & Vigna) seeded by SplitMix64.
 class Rng {
  public:
+  /// A generator whose stream is fully determined by `seed`.
   explicit Rng(std::uint64_t seed) {
     for (auto& word : s_) word = splitmix64(seed);
   }

@@ -111,9 +111,11 @@ class Rfa {
     draw(seed);
   }
 
+  /// The options (options().seed is the seed of the current projection).
   const RfaOptions& options() const { return options_; }
   /// The projection W [n_f, D] (sigma included).
   const RowMatrix<T>& projection() const { return map_->projection(); }
+  /// D, the head dimension of q and k.
   Index head_dim() const { return head_dim_; }
   /// The number of features (2 n_f for Trig).
   Index num_features() const { return map_->num_features(); }
