@@ -141,9 +141,10 @@ void rank1_update_with_readout(T* s, Index rows, Index cols, Index stride, const
 template <class T>
 void small_rows_product(const T* x, Index x_stride, Index n, const T* b, Index d, Index m, T* out,
                         Index out_stride) {
-  constexpr Index kMaxRows = 4;
   Index vectorized = 0;
 #ifndef EIGEN_DONT_VECTORIZE
+  constexpr Index kMaxRows = 4;
+  eigen_assert(n <= kMaxRows);
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   constexpr Index lanes =
       Eigen::internal::packet_traits<T>::size;  // (not unpacket_traits: GCC warns)

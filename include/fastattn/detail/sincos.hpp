@@ -74,9 +74,9 @@ inline void sincos_scalar(T x, T& s, T& c) {
 /// For j in [0, n): cos_out[j] = cos(x[j]), sin_out[j] = sin(x[j]). cos_out may alias x (in place).
 template <class T>
 void sincos(const T* x, T* cos_out, T* sin_out, Index n) {
-  using K = SincosConstants<T>;
   Index j = 0;
 #ifndef EIGEN_DONT_VECTORIZE
+  using K = SincosConstants<T>;
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   constexpr Index lanes =
       Eigen::internal::packet_traits<T>::size;  // (not unpacket_traits: GCC warns)
