@@ -58,7 +58,8 @@ class ExactTest : public ::testing::Test {
       if (std::isinf(ref_lse[i])) {
         EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "row " << i << " lse " << lse[i];
       } else {
-        EXPECT_NEAR(lse[i], ref_lse[i], Tol<Scalar>::rel * (1 + std::abs(ref_lse[i]))) << "row " << i;
+        EXPECT_NEAR(lse[i], ref_lse[i], Tol<Scalar>::rel * (1 + std::abs(ref_lse[i])))
+            << "row " << i;
       }
     }
   }
@@ -564,12 +565,12 @@ TYPED_TEST(ExactBlockedTest, TruncateRollsTheCacheBack) {
   using T = TypeParam;
   using M = RowMatrix<T>;
   const Index n = 30, d = 8, dv = 4;
-  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2),
+          v = random_matrix<T>(n, dv, 3);
   const Exact<T> exact;
   auto state = exact.make_state(dv);
   M out(n, dv), again(1, dv);
-  for (Index t = 0; t < n; ++t)
-    exact.step(state, q.row(t), k.row(t), v.row(t), out.row(t));
+  for (Index t = 0; t < n; ++t) exact.step(state, q.row(t), k.row(t), v.row(t), out.row(t));
   // Roll back to 20 tokens and step token 20 with other values, then with the original ones.
   state.truncate(20);
   EXPECT_EQ(state.size(), 20);
@@ -615,6 +616,12 @@ TYPED_TEST(ExactBlockedTest, DecodingRejectsBadShapes) {
   AttentionOptions padded;
   padded.key_padding = KeyMask::Constant(3, false);
   EXPECT_THROW(exact.make_state(4, padded), std::invalid_argument);
+  // A prefill whose output aliases its queries is rejected before the tokens enter the cache.
+  M qkv = M::Ones(2, 8);
+  Eigen::Map<M> aliased_out(qkv.data(), 2, 4);
+  const std::string alias_msg = test::invalid_argument_message(
+      [&] { exact.step(state, qkv, M::Ones(2, 8), M::Ones(2, 4), aliased_out); });
+  EXPECT_NE(alias_msg.find("must not share memory"), std::string::npos) << alias_msg;
   EXPECT_EQ(state.size(), 1);  // failed steps leave the cache unchanged
 }
 

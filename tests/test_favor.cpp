@@ -236,8 +236,8 @@ TYPED_TEST(FavorTest, InvariantsOfPositiveFeatures) {
 
 // ---- compatibility modes: the reference implementations' formulas ------------------------------
 
-/// docs/spec/favor.md §11, written out for the test: softmax_kernel of performer-pytorch / google jax /
-/// the EVA repo, fast-transformers' hyperbolic Favor, performer-pytorch's ReLU features.
+/// docs/spec/favor.md §11, written out for the test: softmax_kernel of performer-pytorch / google
+/// jax / the EVA repo, fast-transformers' hyperbolic Favor, performer-pytorch's ReLU features.
 MatD compat_features(FavorCompat c, bool relu, const MatD& w, const MatD& x, bool is_query) {
   const Index n = x.rows(), m = w.rows(), d = x.cols();
   const MatD xs = x * std::pow(double(d), -0.25);
@@ -378,8 +378,8 @@ TEST(FavorAccuracy, ErrorDecreasesLikeInverseSqrtOfFeatures) {
 }
 
 TEST(FavorAccuracy, HyperbolicAndOptimalBeatPositiveAtEqualFeatures) {
-  // docs/spec/favor.md §9.1, §12 (d = 16, sigma = 0.5, |x|^2 ~ 1): hyperbolic with m/2 projections (m
-  // features) and FAVOR++ with m have lower error than FAVOR+ with m. Paired seeds, 8 of them.
+  // docs/spec/favor.md §9.1, §12 (d = 16, sigma = 0.5, |x|^2 ~ 1): hyperbolic with m/2 projections
+  // (m features) and FAVOR++ with m have lower error than FAVOR+ with m. Paired seeds, 8 of them.
   FavorOptions positive, hyperbolic, optimal;
   positive.num_features = optimal.num_features = 64;
   hyperbolic.num_features = 32;
@@ -453,6 +453,20 @@ TYPED_TEST(FavorTest, BadInputThrowsWithUsefulMessage) {
   Favor<T> given(RowMatrix<T>::Ones(8, 4));
   EXPECT_NE(message([&] { given.redraw(1); }).find("caller-supplied"), std::string::npos);
   EXPECT_EQ(given.projection().rows(), 8);
+  // A negative scale is named as such (the features use sqrt(scale)), not as a FeatureMap error.
+  AttentionOptions negative;
+  negative.scale = -0.5;
+  EXPECT_NE(
+      message([&] { Favor<T>(8).forward(q, k, v, out, negative); }).find("Favor::forward: scale"),
+      std::string::npos);
+  EXPECT_NE(message([&] { Favor<T>(8).make_state(2, negative); }).find("Favor::make_state: scale"),
+            std::string::npos);
+  // Decoding options it would otherwise ignore silently.
+  EXPECT_NE(message([&] { Favor<T>(8).make_state(2, alibi); }).find("ALiBi"), std::string::npos);
+  AttentionOptions padded;
+  padded.key_padding = KeyMask::Constant(3, false);
+  EXPECT_NE(message([&] { Favor<T>(8).make_state(2, padded); }).find("key_padding must be empty"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -294,7 +294,8 @@ TYPED_TEST(LinearTest, RecurrentLogDomainMatchesReference) {
   EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>));
 }
 
-// ---- invariants of positive features (docs/spec/favor.md §10) ------------------------------------
+// ---- invariants of positive features (docs/spec/favor.md §10)
+// ------------------------------------
 
 template <class T>
 FeatureMap<T> favor_map(Index d, Index m, std::uint64_t seed) {
@@ -470,6 +471,9 @@ TYPED_TEST(LinearTest, BadInputThrowsWithUsefulMessage) {
       [&] { state.step(map4, map4, q.topRows(1), k.topRows(1), v.topRows(2), out_t); });
   EXPECT_NE(msg.find("must be one row each"), std::string::npos) << msg;
   EXPECT_THROW(LinearState<T>(0, 2), std::invalid_argument);
+  // Checked before the buffers are sized (a negative size used to reach Eigen's allocator).
+  msg = test::invalid_argument_message([&] { LinearState<T>(-3, 2); });
+  EXPECT_NE(msg.find("num_features must be >= 1"), std::string::npos) << msg;
 }
 
 }  // namespace

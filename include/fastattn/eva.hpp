@@ -231,9 +231,8 @@ class Eva {
     FASTATTN_CHECK(opt.key_padding.size() == 0,
                    fn << ": opt.key_padding must be empty (got length " << opt.key_padding.size()
                       << "); pass each token's padding to step(..., padded)");
-    FASTATTN_CHECK(std::isfinite(opt.scale),
-                   fn << ": scale must be finite (0 selects 1/sqrt(D)), got " << opt.scale);
     check_no_alibi(fn, opt);
+    detail::check_scale_and_slope<T>(fn, opt);
     const detail::EvaConfig c = detail::eva_config(options_);
     Index chunk = c.chunk_size;
     if (seq_len > 0) {

@@ -1,8 +1,8 @@
 #pragma once
 /// @file exact.hpp
 /// Exact softmax attention, the baseline every approximation is measured against.
-/// Semantics: docs/spec/exact.md (bottom-right causal alignment, key padding, empty rows -> 0, bias,
-/// ALiBi, log-sum-exp).
+/// Semantics: docs/spec/exact.md (bottom-right causal alignment, key padding, empty rows -> 0,
+/// bias, ALiBi, log-sum-exp).
 
 #include <algorithm>
 #include <cmath>
@@ -21,7 +21,8 @@ namespace fastattn {
 
 /// Which implementation Exact<T> runs. Both compute the same function.
 enum class ExactKernel {
-  /// Blocked online softmax (docs/spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The default.
+  /// Blocked online softmax (docs/spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The
+  /// default.
   Blocked,
   /// One query row at a time with the row's logits materialized; simple and obviously right. The
   /// anchor the blocked kernel is tested against.
@@ -116,8 +117,9 @@ class Exact {
     /// Drops every token after the first `tokens` (a rollback, e.g. for speculative decoding);
     /// keeps the capacity. O(1).
     void truncate(Index tokens) {
-      FASTATTN_CHECK(tokens >= 0 && tokens <= size_, "Exact::State::truncate: tokens must be in [0, "
-                                                         << size_ << "], got " << tokens);
+      FASTATTN_CHECK(
+          tokens >= 0 && tokens <= size_,
+          "Exact::State::truncate: tokens must be in [0, " << size_ << "], got " << tokens);
       size_ = tokens;
     }
     /// Cached keys [size, D].
@@ -157,11 +159,7 @@ class Exact {
   /// for `capacity` tokens.
   State make_state(Index value_dim, const AttentionOptions& opt, Index capacity = 0) const {
     FASTATTN_CHECK(value_dim >= 0, "Exact::make_state: value_dim must be >= 0, got " << value_dim);
-    FASTATTN_CHECK(std::isfinite(opt.scale),
-                   "Exact::make_state: scale must be finite, got " << opt.scale);
-    FASTATTN_CHECK(
-        std::isfinite(opt.alibi_slope) && opt.alibi_slope >= 0,
-        "Exact::make_state: alibi_slope must be finite and >= 0, got " << opt.alibi_slope);
+    detail::check_scale_and_slope<T>("Exact::make_state", opt);
     FASTATTN_CHECK(
         opt.key_padding.size() == 0,
         "Exact::make_state: key_padding must be empty; pass padding per token to step()");
@@ -183,17 +181,21 @@ class Exact {
             MatRef<T> out_t, bool padded) const {
     const Index n = q_t.rows();
     FASTATTN_CHECK(n >= 1, "Exact::step: q_t " << detail::shape(q_t) << " must have a row");
-    if (state.head_dim_ == 0) state.head_dim_ = q_t.cols();
-    const Index d = state.head_dim_;
-    FASTATTN_CHECK(q_t.cols() == d && k_t.rows() == n && k_t.cols() == d,
+    const Index d = state.head_dim_ != 0 ? state.head_dim_ : q_t.cols();  // the first step sets D
+    FASTATTN_CHECK(d >= 1 && q_t.cols() == d && k_t.rows() == n && k_t.cols() == d,
                    "Exact::step: q_t " << detail::shape(q_t) << " and k_t " << detail::shape(k_t)
-                                       << " must both be [n, D] with D = " << d);
+                                       << " must both be [n, D] with D = " << d << " >= 1");
     FASTATTN_CHECK(v_t.rows() == n && v_t.cols() == state.value_dim_,
                    "Exact::step: v_t " << detail::shape(v_t) << " must be [" << n << ", "
                                        << state.value_dim_ << "] (value_dim of the state)");
     FASTATTN_CHECK(out_t.rows() == n && out_t.cols() == state.value_dim_,
                    "Exact::step: out_t " << detail::shape(out_t) << " must be [" << n << ", "
                                          << state.value_dim_ << "]");
+    FASTATTN_CHECK(!detail::overlaps(out_t, q_t) && !detail::overlaps(out_t, k_t) &&
+                       !detail::overlaps(out_t, v_t),
+                   "Exact::step: out_t " << detail::shape(out_t)
+                                         << " must not share memory with q_t, k_t or v_t");
+    state.head_dim_ = d;  // only once the call is known to be valid
     detail::SerialEigenScope serial_eigen;
     state.grow(std::max(state.size_ + n, state.requested_));
     // A padded token is stored with zero key and value: it is never visible, and garbage in its

@@ -11,6 +11,7 @@
 /// running key shift (so decoding reproduces the parallel pass), padded keys removed from the
 /// denominator, and no implicit redraw. FavorCompat reproduces the references for parity.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -56,11 +57,12 @@ struct FavorOptions {
   double relu_eps = 1e-3;
   /// Rows per chunk of the linear-attention core; 0 = its default.
   Index chunk_size = 0;
-  /// Reproduce a reference implementation's formulas (docs/spec/favor.md §11); parity only, never the
-  /// default: they carry an additive eps that biases outputs, and cannot decode.
+  /// Reproduce a reference implementation's formulas (docs/spec/favor.md §11); parity only, never
+  /// the default: they carry an additive eps that biases outputs, and cannot decode.
   FavorCompat compat = FavorCompat::None;
 
-  /// The lower-variance preset: hyperbolic features on simplex projections (docs/spec/favor.md §8, §12).
+  /// The lower-variance preset: hyperbolic features on simplex projections (docs/spec/favor.md §8,
+  /// §12).
   static FavorOptions best() {
     FavorOptions o;
     o.kernel = FavorKernel::Hyperbolic;
@@ -145,6 +147,7 @@ class Favor {
                    "optimal_a to a fixed value and rescale = false (A and psi fitted per call "
                    "would depend on future tokens)");
     const double scale = detail::resolve_scale(opt, head_dim_);
+    check_positive_scale("Favor::forward", scale);
     LinearOptions lopt{options_.chunk_size, 0};
     if (!data_dependent && scale == default_scale()) {
       linear_attention<T>(maps_->query, maps_->key, q, k, v, out, opt, lopt);
@@ -204,8 +207,15 @@ class Favor {
     FASTATTN_CHECK(!options_.rescale && !needs_auto_a(),
                    "Favor::make_state: decoding needs data-independent features: set optimal_a to "
                    "a fixed value and rescale = false");
-    FASTATTN_CHECK(std::isfinite(opt.scale), "Favor::make_state: scale must be finite");
-    FASTATTN_CHECK(value_dim >= 0, "Favor::make_state: value_dim must be >= 0");
+    detail::check_scale_and_slope<T>("Favor::make_state", opt);
+    check_positive_scale("Favor::make_state", detail::resolve_scale(opt, head_dim_));
+    FASTATTN_CHECK(opt.alibi_slope == 0, "Favor::make_state: ALiBi (alibi_slope = "
+                                             << opt.alibi_slope
+                                             << ") cannot be represented by random features");
+    FASTATTN_CHECK(opt.key_padding.size() == 0,
+                   "Favor::make_state: key_padding must be empty (got length "
+                       << opt.key_padding.size() << "); pass each token's padding to step()");
+    FASTATTN_CHECK(value_dim >= 0, "Favor::make_state: value_dim must be >= 0, got " << value_dim);
     Maps maps = make_maps(detail::resolve_scale(opt, head_dim_), nullptr, nullptr, nullptr);
     return State(std::move(maps.query), value_dim);  // (the key map is the same)
   }
@@ -282,6 +292,13 @@ class Favor {
     maps_.emplace(make_maps(default_scale(), nullptr, nullptr, nullptr));
   }
 
+  /// FAVOR+ folds sqrt(scale) into the features: the scale must be positive.
+  static void check_positive_scale(const char* fn, double scale) {
+    FASTATTN_CHECK(scale > 0, fn << ": scale must be > 0 for random features (they use "
+                                    "sqrt(scale)); 0 selects 1/sqrt(D), got "
+                                 << scale);
+  }
+
   /// Feature maps for logit scale s. With q and k given, fits the data-dependent parts: the
   /// rescaling psi and FAVOR++'s A* (docs/spec/favor.md §4-§5; O(N D)).
   Maps make_maps(double scale, const ConstMatRef<T>* q, const ConstMatRef<T>* k,
@@ -324,10 +341,18 @@ class Favor {
         mean_y += y;
         ++valid;
       }
+      // Any psi > 0 leaves the estimator unbiased; keep (c psi)^2 = s psi^2 and s / psi^2, which
+      // the feature maps hold in T, inside T's normal range (queries and keys ~1e20 apart in
+      // scale would otherwise overflow one of them in float).
+      const double t_lo = 1e4 * double(std::numeric_limits<T>::min()),
+                   t_hi = double(std::numeric_limits<T>::max()) / 4;
+      const double psi2_lo = std::max(scale / t_hi, t_lo / scale),
+                   psi2_hi = std::min(t_hi / scale, scale / t_lo);
       Eigen::ArrayXd psi = Eigen::ArrayXd::Ones(d);
-      if (options_.rescale)
+      if (options_.rescale && psi2_lo <= psi2_hi)
         for (Index l = 0; l < d; ++l)
-          if (sum_x2[l] > 0 && sum_y2[l] > 0) psi[l] = std::pow(sum_y2[l] / sum_x2[l], 0.25);
+          if (sum_x2[l] > 0 && sum_y2[l] > 0 && std::isfinite(sum_y2[l] / sum_x2[l]))
+            psi[l] = std::sqrt(std::clamp(std::sqrt(sum_y2[l] / sum_x2[l]), psi2_lo, psi2_hi));
       if (options_.rescale) {
         psi_q = psi.cast<T>().matrix();
         psi_k = psi.inverse().cast<T>().matrix();

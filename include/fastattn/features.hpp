@@ -1,15 +1,15 @@
 #pragma once
 /// @file features.hpp
-/// Random-feature maps on row blocks (docs/spec/favor.md §3-§5, docs/spec/rfa.md §2, §7): positive (FAVOR+),
-/// hyperbolic, FAVOR++ (OPRF), trigonometric (RFF/RFA), ReLU/arc-cosine; plus the plain textbook
-/// maps `positive_features` and `trig_features`.
+/// Random-feature maps on row blocks (docs/spec/favor.md §3-§5, docs/spec/rfa.md §2, §7): positive
+/// (FAVOR+), hyperbolic, FAVOR++ (OPRF), trigonometric (RFF/RFA), ReLU/arc-cosine; plus the plain
+/// textbook maps `positive_features` and `trig_features`.
 ///
 /// A FeatureMap turns rows x [n, D] into features [n, M] with one GEMM (x W_eff^T, where W_eff has
 /// the input scale, the per-dimension rescaling and FAVOR++'s B folded in once) and one fused
 /// vectorized pass in place. Exponential kinds return *log*-features: the linear-attention core
-/// (linear.hpp) exponentiates them with stabilizing shifts that cancel exactly (docs/spec/favor.md §6),
-/// so no feature ever overflows and no eps is added. Constant factors (m^-1/2, (1-4A)^{d/4}) cancel
-/// in attention and are dropped by FeatureMap; the public textbook maps keep them.
+/// (linear.hpp) exponentiates them with stabilizing shifts that cancel exactly (docs/spec/favor.md
+/// §6), so no feature ever overflows and no eps is added. Constant factors (m^-1/2, (1-4A)^{d/4})
+/// cancel in attention and are dropped by FeatureMap; the public textbook maps keep them.
 
 #include <cmath>
 #include <limits>
@@ -146,7 +146,20 @@ class FeatureMap {
       auto ui = u.row(i);
       T inv_norm = 1, h = 0;
       if (options_.normalize || need_h) {
-        const T sq = x.row(i).squaredNorm();
+        T sq = x.row(i).squaredNorm();
+        T pre = 1;  // the row as used below is x_i / pre
+        if (options_.normalize &&
+            !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max())) {
+          // Rare: |x|^2 under- or overflows T (e.g. |x| ~ 1e-20 or 1e20 in float). Normalizing is
+          // scale invariant, so redo this row from x_i / max|x_i|, whose norm is in [1, sqrt(D)].
+          const T largest = x.row(i).cwiseAbs().maxCoeff();
+          if (largest > 0 && largest <= std::numeric_limits<T>::max()) {
+            pre = largest;
+            ui.setZero();
+            for (Index l = 0; l < input_dim(); ++l) ui += (x(i, l) / pre) * w_eff_t_.row(l);
+            sq = (x.row(i).array() / pre).square().sum();
+          }
+        }
         if (options_.normalize) {
           inv_norm = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
           ui *= inv_norm;
@@ -155,7 +168,7 @@ class FeatureMap {
           const T weighted =
               uniform_scale_
                   ? sq * squared_scale_[0]
-                  : (x.row(i).array() * x.row(i).array() * squared_scale_.transpose()).sum();
+                  : ((x.row(i).array() / pre).square() * squared_scale_.transpose().array()).sum();
           h = T(0.5) * weighted * inv_norm * inv_norm;
         }
       }

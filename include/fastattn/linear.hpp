@@ -153,8 +153,11 @@ void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const Const
     if (shift != neg_inf) ws.s *= std::exp(shift - chunk_max);
     shift = chunk_max;
   }
-  if (shift != neg_inf)
-    for (Index j = 0; j < n; ++j) fk.row(j) = fk.row(j).unaryExpr(ShiftedExp<T>{shift});
+  if (shift == neg_inf) {  // no visible key yet (e.g. leading padding): weights exp(-inf) = 0
+    fk.setZero();          // (left at -inf, (-inf) * 0 in the key sums would be NaN)
+    return;
+  }
+  for (Index j = 0; j < n; ++j) fk.row(j) = fk.row(j).unaryExpr(ShiftedExp<T>{shift});
 }
 
 /// The core over query groups that share one key/value stream (one query head, or the query heads
@@ -357,16 +360,14 @@ class LinearState {
   /// A state for `num_features` features and values of width `value_dim`.
   LinearState(Index num_features, Index value_dim, LinearOptions options = {})
       : options_(options),
-        sums_(RowMatrix<T>::Zero(num_features, detail::packet_padded<T>(value_dim + 1))),
+        sums_(RowMatrix<T>::Zero(checked_features(num_features, value_dim),
+                                 detail::packet_padded<T>(value_dim + 1))),
         fq_(1, num_features),
         fk_(1, num_features),
         v1_(RowMatrix<T>::Zero(1, sums_.cols())),
         r_(1, sums_.cols()),
         fqk_(2, num_features),
         value_dim_(value_dim) {
-    FASTATTN_CHECK(num_features >= 1 && value_dim >= 0,
-                   "LinearState: num_features must be >= 1 and value_dim >= 0, got "
-                       << num_features << " and " << value_dim);
     FASTATTN_CHECK(std::isfinite(options.den_eps) && options.den_eps >= 0,
                    "LinearState: den_eps must be finite and >= 0, got " << options.den_eps);
   }
@@ -400,6 +401,14 @@ class LinearState {
   }
 
  private:
+  // Validates the sizes before the member initializers allocate with them.
+  static Index checked_features(Index num_features, Index value_dim) {
+    FASTATTN_CHECK(num_features >= 1 && value_dim >= 0,
+                   "LinearState: num_features must be >= 1 and value_dim >= 0, got "
+                       << num_features << " and " << value_dim);
+    return num_features;
+  }
+
   void step_impl(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
                  const ConstMatRef<T>& q_t, const ConstMatRef<T>& k_t, const ConstMatRef<T>& v_t,
                  MatRef<T>& out_t, bool gated, T log_gate, bool padded) {

@@ -51,8 +51,9 @@ struct TensorView {
   /// Head h of batch element b: a [seq, dim] row-major map with outer stride stride_seq (no copy;
   /// binds to ConstMatRef / MatRef).
   HeadMap head(Index b, Index h) const {
-    return HeadMap(data + b * stride_batch + h * stride_head, seq, dim,
-                   Eigen::OuterStride<>(stride_seq));
+    // (an empty head is not offset: the view's data may be null or not span the offsets)
+    const Index offset = seq == 0 || dim == 0 ? 0 : b * stride_batch + h * stride_head;
+    return HeadMap(data + offset, seq, dim, Eigen::OuterStride<>(stride_seq));
   }
 
   /// A TensorView<T> converts to a TensorView<const T>.
@@ -117,7 +118,8 @@ std::pair<const char*, const char*> view_span(const TensorView<T>& t) {
 /// sorted by stride, each stride must step over the whole span of the smaller ones.
 template <class T>
 bool view_self_overlaps(const TensorView<T>& t) {
-  std::vector<std::pair<Index, Index>> dims;  // (|stride|, extent)
+  if (t.batch * t.seq * t.heads * t.dim == 0) return false;  // no rows, nothing to overlap
+  std::vector<std::pair<Index, Index>> dims;                 // (|stride|, extent)
   if (t.batch > 1) dims.emplace_back(std::abs(t.stride_batch), t.batch);
   if (t.seq > 1) dims.emplace_back(std::abs(t.stride_seq), t.seq);
   if (t.heads > 1) dims.emplace_back(std::abs(t.stride_head), t.heads);

@@ -182,7 +182,7 @@ class Rfa {
 
   /// A decoding state for values of width value_dim.
   State make_state(Index value_dim) const {
-    FASTATTN_CHECK(value_dim >= 0, "Rfa::make_state: value_dim must be >= 0");
+    FASTATTN_CHECK(value_dim >= 0, "Rfa::make_state: value_dim must be >= 0, got " << value_dim);
     return State(*map_, value_dim, linear_options());
   }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <ostream>
 #include <utility>
 
@@ -40,6 +41,21 @@ bool overlaps(const A& a, const B& b) {
   return a0 < b1 && b0 < a1;
 }
 
+/// Validates opt.scale and opt.alibi_slope: finite, the slope >= 0, and both representable in T
+/// (a double scale of 1e300 would become inf in float and every logit with it).
+template <class T>
+void check_scale_and_slope(const char* method, const AttentionOptions& opt) {
+  constexpr double t_max = static_cast<double>(std::numeric_limits<T>::max());
+  FASTATTN_CHECK(
+      std::isfinite(opt.scale) && std::abs(opt.scale) <= t_max,
+      method << ": scale must be finite and within the range of the element type (|scale| <= "
+             << t_max << "; 0 selects 1/sqrt(D)), got " << opt.scale);
+  FASTATTN_CHECK(std::isfinite(opt.alibi_slope) && opt.alibi_slope >= 0 && opt.alibi_slope <= t_max,
+                 method << ": alibi_slope must be finite, >= 0 and within the range of the element "
+                           "type, got "
+                        << opt.alibi_slope);
+}
+
 /// Validates the arguments every method shares: q [Nq, D], k [Nk, D], v [Nk, Dv], out [Nq, Dv],
 /// D >= 1, a key mask of length Nk (or empty), a finite scale, and an output that does not alias
 /// an input. `method` names the caller in messages, e.g. "Exact::forward".
@@ -58,10 +74,7 @@ void check_qkv(const char* method, const ConstMatRef<T>& q, const ConstMatRef<T>
   FASTATTN_CHECK(opt.key_padding.size() == 0 || opt.key_padding.size() == k.rows(),
                  method << ": key_padding has length " << opt.key_padding.size() << " but k "
                         << shape(k) << " has Nk = " << k.rows() << " keys");
-  FASTATTN_CHECK(std::isfinite(opt.scale),
-                 method << ": scale must be finite (0 selects 1/sqrt(D)), got " << opt.scale);
-  FASTATTN_CHECK(std::isfinite(opt.alibi_slope) && opt.alibi_slope >= 0,
-                 method << ": alibi_slope must be finite and >= 0, got " << opt.alibi_slope);
+  check_scale_and_slope<T>(method, opt);
   FASTATTN_CHECK(!overlaps(out, q) && !overlaps(out, k) && !overlaps(out, v),
                  method << ": out " << shape(out) << " must not share memory with q, k or v");
 }

@@ -47,7 +47,7 @@ class EvaWindows {
     values_.resize(max_keys_, dv);
     logits_.resize(wq, max_keys_ + nc);
     inv_sum_.resize(wq);
-    if (g.two_d) gathered_out_.resize(wq, dv);
+    window_out_.resize(wq, dv);
     slot_token_.resize(static_cast<std::size_t>(max_keys_));
   }
 
@@ -148,23 +148,19 @@ class EvaWindows {
       const T sum = row.sum();
       inv_sum_[r] = sum > 0 ? T(1) / sum : T(0);
     }
-    // 7. Two GEMMs (value slots, then beta) into the output rows, then the normalization.
-    auto mix = [&](auto&& dst) {
-      dst.noalias() = logits.leftCols(ns) * values;
-      if (nc > 0) dst.noalias() += logits.rightCols(nc) * stats_.beta.topRows(nc);
-      dst.array().colwise() *= inv_sum_.head(nq).array();
-    };
-    if (!g_.two_d) {
-      mix(out_.middleRows(first_query, nq));
-    } else {
-      auto dst = gathered_out_.topRows(nq);
-      mix(dst);
-      Index r = 0;
-      g_.for_each_query_run(w, [&](Index token, Index count) {
-        out_.middleRows(token, count) = dst.middleRows(r, count);
-        r += count;
-      });
-    }
+    // 7. Two GEMMs (value slots, then beta), the normalization, and a copy to the output rows.
+    // The products go to a workspace, not to out: Eigen's small products peel unaligned leading
+    // columns into scalar code (no FMA), so writing to out would make the rounding depend on the
+    // caller's buffer address, and multihead() would not be bitwise reproducible.
+    auto dst = window_out_.topRows(nq);
+    dst.noalias() = logits.leftCols(ns) * values;
+    if (nc > 0) dst.noalias() += logits.rightCols(nc) * stats_.beta.topRows(nc);
+    dst.array().colwise() *= inv_sum_.head(nq).array();
+    Index r = 0;
+    g_.for_each_query_run(w, [&](Index token, Index count) {
+      out_.middleRows(token, count) = dst.middleRows(r, count);
+      r += count;
+    });
   }
 
  private:
@@ -178,7 +174,7 @@ class EvaWindows {
   T scale_;
   MatRef<T>& out_;
   Index max_keys_ = 0;
-  RowMatrix<T> queries_, keys_, values_, logits_, gathered_out_;
+  RowMatrix<T> queries_, keys_, values_, logits_, window_out_;
   Vector<T> inv_sum_;
   std::vector<Index> slot_token_;
 };

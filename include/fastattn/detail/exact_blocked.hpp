@@ -62,24 +62,25 @@ void exact_blocked(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const Const
     for (Index j = 0; j < nk; ++j)
       if (is_padded(opt.key_padding, j)) key_add[j] = neg_inf;
   }
-  // A padded key has weight exactly 0, but 0 * NaN is NaN in the P V product: zero the value rows
-  // of padded keys when (and only when) one of them is not finite.
-  RowMatrix<T> v_clean;
-  const T* v_data = v.data();
-  Index v_stride = v.outerStride();
-  if (has_padding) {
+  // A padded key has weight exactly 0, but -inf + NaN is NaN in the logits and 0 * NaN is NaN in
+  // the P V product: zero the key and value rows of padded keys when (and only when) one of them
+  // is not finite, so a padded key is ignored as if it did not exist (docs/spec/exact.md §2).
+  using ConstRowMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+  auto without_padded_non_finite = [&](const ConstMatRef<T>& x, RowMatrix<T>& clean) {
     bool dirty = false;
-    for (Index j = 0; j < nk && !dirty; ++j) dirty = opt.key_padding[j] && !v.row(j).allFinite();
-    if (dirty) {
-      v_clean = v;
-      for (Index j = 0; j < nk; ++j)
-        if (opt.key_padding[j]) v_clean.row(j).setZero();
-      v_data = v_clean.data();
-      v_stride = v_clean.outerStride();
-    }
-  }
-  const Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>> values(
-      v_data, nk, dv, Eigen::OuterStride<>(v_stride));
+    for (Index j = 0; j < nk && has_padding && !dirty; ++j)
+      dirty = opt.key_padding[j] && !x.row(j).allFinite();
+    if (!dirty)
+      return ConstRowMap(x.data(), x.rows(), x.cols(), Eigen::OuterStride<>(x.outerStride()));
+    clean = x;
+    for (Index j = 0; j < nk; ++j)
+      if (opt.key_padding[j]) clean.row(j).setZero();
+    return ConstRowMap(clean.data(), clean.rows(), clean.cols(),
+                       Eigen::OuterStride<>(clean.outerStride()));
+  };
+  RowMatrix<T> k_clean, v_clean;
+  const ConstRowMap keys = without_padded_non_finite(k, k_clean);
+  const ConstRowMap values = without_padded_non_finite(v, v_clean);
 
   const Index br = std::max<Index>(1, std::min(blocking.block_q, nq));
   const Index bc = std::max<Index>(1, std::min(blocking.block_k, nk));
@@ -104,7 +105,7 @@ void exact_blocked(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const Const
       const Index cols = std::min(bc, key_end - c0);
       if (has_padding && opt.key_padding.segment(c0, cols).all()) continue;
       auto s = tile.s.topLeftCorner(rows, cols);
-      s.noalias() = qs * k.middleRows(c0, cols).transpose();
+      s.noalias() = qs * keys.middleRows(c0, cols).transpose();
 
       if (full_bias) s += bias.block(r0, c0, rows, cols);
       if (key_add.size() != 0) s.rowwise() += key_add.segment(c0, cols).transpose();

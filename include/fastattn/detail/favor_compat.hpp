@@ -18,8 +18,8 @@
 
 namespace fastattn {
 
-/// Which reference implementation's FAVOR formulas to reproduce (docs/spec/favor.md §11). `None` is the
-/// library's exact, eps-free formulation; the others exist for parity only.
+/// Which reference implementation's FAVOR formulas to reproduce (docs/spec/favor.md §11). `None` is
+/// the library's exact, eps-free formulation; the others exist for parity only.
 enum class FavorCompat {
   None,
   PerformerPytorch,  ///< lucidrains/performer-pytorch (kernels Positive and Relu)
@@ -101,7 +101,9 @@ void favor_compat_forward(FavorCompat compat, bool relu, const RowMatrix<T>& w,
   Eigen::VectorXd den = Eigen::VectorXd::Zero(nq);
   if (!causal) {
     const Mat kv = fk.transpose() * vd;
-    const Eigen::VectorXd z = fk.colwise().sum().transpose();
+    // (no keys: Eigen's colwise().sum() of a [0, m] matrix offsets a null pointer)
+    const Eigen::VectorXd z = nk == 0 ? Eigen::VectorXd::Zero(fk.cols())
+                                      : Eigen::VectorXd(fk.colwise().sum().transpose());
     num = fq * kv;
     den = fq * z;
   } else {
