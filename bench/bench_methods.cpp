@@ -128,6 +128,10 @@ void register_all() {
         add(name, n, 64, 256, causal);
       }
   }
+  // EVA's linear scaling at a fixed chunk count (time(2N) / time(N)), 4K to 32K, non-causal.
+  if (type == "float")
+    for (Index n : {8192, 32768}) add("EVA-Reference", n, 64, 256, false);
+
   // Feature count and head dimension sweeps at N = 4096, non-causal.
   const std::vector<Index> ds = {32, 64, 128};
   for (std::string name : {"FAVOR+", "FAVOR-hyp", "FAVOR++", "RFA"})
