@@ -70,6 +70,7 @@
 #include <utility>
 #include <vector>
 
+#include "../data_rng.hpp"
 #include "fastattn/eva.hpp"
 #include "fastattn/exact.hpp"
 #include "fastattn/favor.hpp"
@@ -142,26 +143,8 @@ class Reader {
   std::size_t size_, pos_ = 0;
 };
 
-/// SplitMix64 with Box-Muller normals (portable, deterministic).
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  double normal() {
-    const double u1 = 1.0 - uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-  Index index(Index n) { return n > 0 ? static_cast<Index>(next() % std::uint64_t(n)) : 0; }
-
- private:
-  std::uint64_t state_;
-};
+/// The tests' SplitMix64 generator with Box-Muller normals (portable, deterministic).
+using Rng = test::DataRng;
 
 template <class T>
 double eps_of() {
@@ -1252,6 +1235,13 @@ struct Strided {
   auto view() const { return storage.block(r0, c0, rows, cols); }
 };
 
+/// Eva is self-attention: Nk = Nq, and in 2-D mode both are the grid's token count.
+void fit_eva_sizes(const Spec& spec, Index& nq, Index& nk) {
+  if (spec.kind != Kind::Eva) return;
+  nk = nq;
+  if (spec.eva.grid_height > 0) nq = nk = spec.eva.grid_height * spec.eva.grid_width;
+}
+
 template <class T>
 void forward_case(Reader& r) {
   const Kind kind = decode_kind(r);
@@ -1260,10 +1250,7 @@ void forward_case(Reader& r) {
   const std::uint64_t seed = r.u64();
   Rng rng(seed);
   Spec spec = decode_spec(r, rng, kind, d, false);
-  if (kind == Kind::Eva) {
-    nk = nq;
-    if (spec.eva.grid_height > 0) nq = nk = spec.eva.grid_height * spec.eva.grid_width;
-  }
+  fit_eva_sizes(spec, nq, nk);
   AttentionOptions opt;
   opt.scale = decode_scale(r);
   opt.causal = r.flag();
@@ -1867,10 +1854,7 @@ void multihead_case(Reader& r) {
   const std::uint64_t seed = r.u64();
   Rng rng(seed);
   Spec spec = decode_spec(r, rng, kind, d, false);
-  if (kind == Kind::Eva) {
-    nk = nq;
-    if (spec.eva.grid_height > 0) nq = nk = spec.eva.grid_height * spec.eva.grid_width;
-  }
+  fit_eva_sizes(spec, nq, nk);
   MultiheadOptions opt;
   opt.scale = decode_scale(r);
   opt.causal = r.flag();
