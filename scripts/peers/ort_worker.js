@@ -173,7 +173,7 @@ async function handle(line) {
     for (const tid of Object.keys(ticks)) threadCpuTicks[tid] = ticks[tid] - (ticks0[tid] || 0);
     return {
       ok: true, times_s: times, cpu_times_s: cpuTimes, threads: countThreads(),
-      thread_cpu_ticks: threadCpuTicks,
+      thread_cpu_ticks: threadCpuTicks, main_thread: String(process.pid),
     };
   }
   return { ok: false, error: `bad command: ${line}` };

@@ -6,7 +6,9 @@ peers.json (schema in scripts/peers/README.md). Steps:
   1. seeded inputs written once to FAPEERS1 files that every worker reads;
   2. each implementation checked against a float64 reference on small cases (full output) and on
      the timed shapes (a subset of query rows); a failing one is reported, not timed;
-  3. interleaved timing rounds over the implementations, this machine's FMA peak sampled between
+  3. a probe of whether ORT's kernels take their flash paths (ORT's own switches turned off in a
+     second worker, interleaved with the default one);
+  4. interleaved timing rounds over the implementations, this machine's FMA peak sampled between
      the cases by the fastattn worker (bench/common.hpp's fma_chains).
 Each worker is a long-lived process answering one JSON line per command (README.md).
 """
@@ -279,20 +281,12 @@ def cpu_info():
                 flags = set(value.split())
             elif key in ("vendor_id", "cpu family", "model", "stepping") and key not in ident:
                 ident[key] = value.strip()
+    # Cache sizes as glibc reports them (from CPUID; a VM may show the host's shared L3).
     caches = {}
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    if os.path.isdir(base):
-        for idx in sorted(os.listdir(base)):
-            try:
-                with open(f"{base}/{idx}/level") as f:
-                    level = f.read().strip()
-                with open(f"{base}/{idx}/type") as f:
-                    kind = f.read().strip()
-                with open(f"{base}/{idx}/size") as f:
-                    size = f.read().strip()
-            except OSError:
-                continue
-            caches[f"L{level}{'d' if kind == 'Data' else 'i' if kind == 'Instruction' else ''}"] = size
+    for level in ("LEVEL1_DCACHE_SIZE", "LEVEL2_CACHE_SIZE", "LEVEL3_CACHE_SIZE"):
+        value = run_text(["getconf", level])
+        if value and value.isdigit() and int(value) > 0:
+            caches[level] = int(value)
     of_interest = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
                    "avx512_fp16", "avx512_vnni", "amx_tile"]
     return {
@@ -304,7 +298,7 @@ def cpu_info():
         "hypervisor": "hypervisor" in flags,
         "flags": {f: f in flags for f in of_interest},
         "logical_cpus": os.cpu_count(),
-        "caches_cpu0": caches,
+        "cache_bytes": caches,
         "kernel": platform.release(),
         "machine": platform.machine(),
     }
@@ -585,6 +579,7 @@ class PeerRun:
                 res["cpu"] += [1e3 * x for x in t["cpu_times_s"]]
                 res["threads"].append(t["threads"])
                 for tid, ticks in t.get("thread_cpu_ticks", {}).items():
+                    tid = "main" if tid == t.get("main_thread") else tid
                     res["ticks"][tid] = res["ticks"].get(tid, 0) + ticks
         for res in case.values():
             if res.get("status") != "ok":
@@ -597,7 +592,9 @@ class PeerRun:
                        samples_ms=wall, cpu_samples_ms=cpu, cpu_over_wall=sum(cpu) / sum(wall),
                        process_threads={"min": min(threads), "max": max(threads)})
             if ticks and sum(ticks.values()):  # a multi-threaded process (Node): who worked?
-                res["busiest_thread_cpu_share"] = max(ticks.values()) / sum(ticks.values())
+                busiest = max(ticks, key=ticks.get)
+                res["busiest_thread_cpu_share"] = ticks[busiest] / sum(ticks.values())
+                res["busiest_thread_is_main"] = busiest == "main"
 
     def add_rates(self):
         self.peak = max((p["wall"] for p in self.peaks), default=None)
