@@ -2,11 +2,10 @@
 `PYTHONPATH=bench python3 -m report`).
 
     fmt        number, time and text formatting
-    methods    method order, colours, markers and roles
+    methods    the method registry: order, colours, markers, roles, parameters
     data       reading bench.json (Google Benchmark) and accuracy.json
     analysis   time sweeps, crossovers, Pareto fronts, the headline's picks
-    svg        the chart drawing primitives (log-log panels, legend strips)
-    figures    the report's charts, from plain data to inline SVG
+    figures    the charts (matplotlib), from plain data to inline SVG
     tables     table models rendered as HTML and markdown
     sections   one builder per page section, and their order
     page       the HTML page and the markdown headline

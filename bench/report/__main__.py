@@ -7,20 +7,27 @@ much, at what error, on which kind of inputs.
     python3 bench/report.py --bench bench.json --accuracy accuracy.json \\
         [--bench-openblas other_bench.json] --out index.html [--markdown headline.md] [--check]
 
-(or PYTHONPATH=bench python3 -m report ...). Python standard library only. Missing data is shown
-as "—" and never stops the report.
+(or PYTHONPATH=bench python3 -m report ...). Needs matplotlib (Debian: python3-matplotlib) for
+the figures, otherwise the standard library. Missing data is shown as "—" and never stops the
+report.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import Optional
 
-from .analysis import forward_methods
-from .check import check_page
-from .data import Report, config_int, load_json, parse_accuracy, parse_bench
-from .methods import order_methods
-from .page import render_markdown, render_page
+if importlib.util.find_spec("matplotlib") is None:  # the figures need it: say how to get it
+    sys.exit(f"report: matplotlib is not installed for {sys.executable}: install Debian's "
+             "python3-matplotlib (scripts/install-deps.sh) and run the report with the Python "
+             "that has it (/usr/bin/python3 on Debian; CMake: -DFASTATTN_REPORT_PYTHON=...)")
+
+from .analysis import forward_methods  # noqa: E402
+from .check import check_page  # noqa: E402
+from .data import (Report, config_int, load_json, merged_methods, parse_accuracy,  # noqa: E402
+                   parse_bench)
+from .page import render_markdown, render_page  # noqa: E402
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -40,11 +47,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     """Reads the inputs, writes the page (and markdown), optionally checks the page."""
     args = parse_args(argv)
-    bench = parse_bench(load_json(args.bench, "benchmark"))
-    acc = parse_accuracy(load_json(args.accuracy, "accuracy"))
-    blas = parse_bench(load_json(args.bench_openblas, "OpenBLAS benchmark")) \
-        if args.bench_openblas else None
-    rep = Report(bench, acc, blas, n_head=config_int(acc.config, "N_timed", 4096),
+    bench_data = load_json(args.bench, "benchmark")
+    acc_data = load_json(args.accuracy, "accuracy")
+    blas_data = load_json(args.bench_openblas, "OpenBLAS benchmark") if args.bench_openblas \
+        else None
+    bench, acc = parse_bench(bench_data), parse_accuracy(acc_data)
+    blas = parse_bench(blas_data) if blas_data is not None else None
+    meta = merged_methods(bench_data, acc_data, blas_data)
+    rep = Report(bench, acc, blas, meta, n_head=config_int(acc.config, "N_timed", 4096),
                  n_default=config_int(acc.config, "N_default", 1024),
                  m_default=config_int(acc.config, "m_default", 256))
     page = render_page(rep)
@@ -59,7 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     print(f"report.py: wrote {args.out}" + (f" and {args.markdown}" if args.markdown else ""))
     if args.check:
-        methods = order_methods(forward_methods(bench) + acc.methods + forward_methods(blas))
+        methods = meta.order(forward_methods(bench) + acc.methods + forward_methods(blas))
         problems = check_page(args.out, methods, rep)
         for p in problems:
             print(f"report.py --check: {p}", file=sys.stderr)

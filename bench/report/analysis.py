@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 from .data import BenchRun, ErrStat, Report
 from .fmt import DASH, fmt_num, median
-from .methods import BASELINE, M_INDEPENDENT, is_approximation, order_methods
+from .methods import BASELINE
 
 # The headline configuration (the benchmarks' N sweep runs at these).
 D_MAIN = 64
@@ -25,14 +25,14 @@ def forward_sweep(run: BenchRun, method: str, causal: bool, m: int, d: int = D_M
             continue
         if mm == m:
             out[n] = e.time_ms
-        elif method in M_INDEPENDENT:
+        elif not run.meta.uses_m(method):
             out.setdefault(n, e.time_ms)
     return out
 
 
 def forward_methods(run: Optional[BenchRun]) -> list[str]:
     """The methods with forward benchmarks."""
-    return order_methods(k[0] for k in run.forward) if run else []
+    return run.meta.order(k[0] for k in run.forward) if run else []
 
 
 def log_interp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
@@ -103,7 +103,7 @@ def headline_picks(rep: Report) -> list[HeadlinePick]:
         for method in forward_methods(rep.bench):
             err = acc.get(regime, method, rep.m_default, rep.n_default)
             t = forward_sweep(rep.bench, method, False, rep.m_default).get(rep.n_head)
-            if (not is_approximation(method) or err is None or t is None or base is None
+            if (not rep.meta.is_approximation(method) or err is None or t is None or base is None
                     or err.target != "softmax" or err.mean >= base.mean):
                 continue
             if best.time_ms is None or t < best.time_ms:

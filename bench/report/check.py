@@ -31,7 +31,7 @@ def check_page(path: str, methods: list[str], rep: Report) -> list[str]:
             problems.append(f"missing section heading: {title}")
         elif sid in CHART_SECTIONS and "<svg" not in chunk:
             problems.append(f"no chart (<svg>) in section: {title}")
-    match = re.search(r'<table id="headline">(.*?)</table>', page, re.S)
+    match = re.search(r'<table id="headline-table">(.*?)</table>', page, re.S)
     if not match:
         problems.append("no headline table")
     else:

@@ -9,13 +9,23 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .fmt import finite, median
-from .methods import M_INDEPENDENT, order_methods
+from .methods import BUILTIN, MethodInfo, Methods
 
 TIME_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 GB_KEYS = {"name", "run_name", "run_type", "family_index", "per_family_instance_index",
            "repetitions", "repetition_index", "threads", "iterations", "real_time", "cpu_time",
            "time_unit", "label", "aggregate_name", "aggregate_unit", "error_occurred",
            "error_message"}
+
+
+def input_methods(data: dict) -> list[MethodInfo]:
+    """The method metadata an input file carries."""
+    return BUILTIN
+
+
+def merged_methods(*inputs: Optional[dict]) -> Methods:
+    """One registry over several inputs (a method described twice: the first description)."""
+    return Methods([info for data in inputs if data is not None for info in input_methods(data)])
 
 
 def load_json(path: str, what: str) -> dict:
@@ -43,6 +53,7 @@ class Entry:
 class BenchRun:
     """A Google Benchmark run, split into the families the report uses."""
     context: dict
+    meta: Methods  # the methods as this run describes them
     forward: dict[tuple, Entry] = field(default_factory=dict)  # (method, prec, causal, N, D, m)
     decode: dict[tuple, Entry] = field(default_factory=dict)  # (method, context)
     multihead: dict[tuple, Entry] = field(default_factory=dict)  # (method, H, Hkv, threads)
@@ -103,7 +114,8 @@ def arg(entry: Entry, counter: str, key: str) -> Optional[int]:
 
 def parse_bench(data: dict) -> BenchRun:
     """Sorts the benchmarks of a run into the families the report shows."""
-    run = BenchRun(context=data.get("context") if isinstance(data.get("context"), dict) else {})
+    run = BenchRun(context=data.get("context") if isinstance(data.get("context"), dict) else {},
+                   meta=Methods(input_methods(data)))
     for e in benchmark_entries(data):
         parts = e.name.split("/")
         family = parts[0]
@@ -148,17 +160,18 @@ class Accuracy:
     regimes: list[tuple[str, str]]
     results: dict[tuple, ErrStat]
     targets: dict[str, str]
+    meta: Methods  # the methods as the sweep describes them
 
     @property
     def methods(self) -> list[str]:
         """Every method in the sweep, in display order."""
-        return order_methods(k[1] for k in self.results)
+        return self.meta.order(k[1] for k in self.results)
 
     def get(self, regime: str, method: str, m: int, n: int, causal: bool = False
             ) -> Optional[ErrStat]:
         """The error at this point; m is ignored for methods that do not use features."""
         hit = self.results.get((regime, method, m, n, causal))
-        if hit is None and method in M_INDEPENDENT:
+        if hit is None and not self.meta.uses_m(method):
             hit = self.results.get((regime, method, 0, n, causal))
         return hit
 
@@ -169,7 +182,7 @@ class Accuracy:
 
     def ns(self, regime: str, method: str, m: int) -> list[int]:
         """The sequence lengths swept for this method at feature count m (non-causal)."""
-        m_key = 0 if method in M_INDEPENDENT else m
+        m_key = m if self.meta.uses_m(method) else 0
         return sorted(k[3] for k in self.results
                       if k[0] == regime and k[1] == method and k[2] == m_key and not k[4])
 
@@ -197,7 +210,7 @@ def parse_accuracy(data: dict) -> Accuracy:
     regimes += [(name, "") for name in sorted({k[0] for k in results} - known)]
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     build = data.get("build") if isinstance(data.get("build"), dict) else {}
-    return Accuracy(build, config, regimes, results, targets)
+    return Accuracy(build, config, regimes, results, targets, Methods(input_methods(data)))
 
 
 @dataclass
@@ -206,6 +219,7 @@ class Report:
     bench: BenchRun
     acc: Accuracy
     blas: Optional[BenchRun]
+    meta: Methods  # every input's methods (the page's colours and order)
     n_head: int  # the headline N (the accuracy sweep's N_timed)
     n_default: int  # the N of the headline errors
     m_default: int

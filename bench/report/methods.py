@@ -1,42 +1,92 @@
-"""The methods: display order, colour, marker and role of each (reference, approximation,
-baseline)."""
+"""The methods as the report knows them: a registry of MethodInfo (order, colour, marker, role,
+target, parameters) with the lookups the analysis, the tables and the figures use."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable
 
-# Display order and one colour (Okabe-Ito, colour-blind safe) and marker per method.
-METHOD_ORDER = ["Exact", "FAVOR+", "FAVOR-hyp", "FAVOR++", "RFA", "EVA-Reference",
-                "EVA-Disjoint", "Exact-reference", "uniform"]
-COLORS = {"Exact": "#000000", "FAVOR+": "#0072B2", "FAVOR-hyp": "#56B4E9", "FAVOR++": "#009E73",
-          "RFA": "#E69F00", "EVA-Reference": "#D55E00", "EVA-Disjoint": "#CC79A7",
-          "Exact-reference": "#777777", "uniform": "#999999"}
-EXTRA_COLORS = ["#882255", "#44AA99", "#117733", "#332288", "#AA4499", "#DDCC77"]
-MARKERS = {"Exact": "circle", "FAVOR+": "square", "FAVOR-hyp": "diamond", "FAVOR++": "triangle",
-           "RFA": "triangle-down", "EVA-Reference": "circle", "EVA-Disjoint": "cross",
-           "Exact-reference": "circle-open"}
-# Methods whose cost and error do not depend on the feature count m.
-M_INDEPENDENT = {"Exact", "Exact-reference", "EVA-Reference", "EVA-Disjoint", "uniform"}
-REFERENCES = {"Exact", "Exact-reference"}
-BASELINE = "uniform"
-
-_extra_colors: dict[str, str] = {}
+EXACT = "Exact"  # the method every time is compared with
+BASELINE = "uniform"  # the flag baseline: ignore the keys, output the mean of the values
+ROLES = ("exact", "approximation", "baseline")
+# Colours for methods without metadata (Paul Tol's muted scheme: distinct from the others).
+SPARE_COLORS = ["#882255", "#44AA99", "#117733", "#332288", "#AA4499", "#DDCC77"]
 
 
-def color(method: str) -> str:
-    """The method's colour, the same in every chart (unknown methods get the next spare one)."""
-    if method in COLORS:
-        return COLORS[method]
-    if method not in _extra_colors:
-        _extra_colors[method] = EXTRA_COLORS[len(_extra_colors) % len(EXTRA_COLORS)]
-    return _extra_colors[method]
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method: its role ("exact": error 0 by definition; "approximation"; "baseline": a
+    reference line such as uniform), what its error is measured against, which sweep parameters
+    change it, and how the report draws it."""
+    name: str
+    label: str = ""
+    role: str = "approximation"
+    target: str = "softmax"
+    params: tuple[str, ...] = ("m",)
+    cost: str = ""
+    color: str = "#777777"
+    marker: str = "circle"
+    spec: str = ""
 
 
-def order_methods(names: Iterable[str]) -> list[str]:
-    """Known methods in display order, unknown ones alphabetically before the baseline."""
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(set(names), key=lambda m: (rank.get(m, len(METHOD_ORDER) - 1.5), m))
+BUILTIN = [
+    MethodInfo("Exact", role="exact", params=(), color="#000000", marker="circle"),
+    MethodInfo("FAVOR+", color="#0072B2", marker="square"),
+    MethodInfo("FAVOR-hyp", color="#56B4E9", marker="diamond"),
+    MethodInfo("FAVOR++", color="#009E73", marker="triangle"),
+    MethodInfo("RFA", color="#E69F00", marker="triangle-down",
+               target="cosine-softmax (RFA's own target)"),
+    MethodInfo("EVA-Reference", params=(), color="#D55E00", marker="circle"),
+    MethodInfo("EVA-Disjoint", params=(), color="#CC79A7", marker="cross"),
+    MethodInfo("Exact-reference", role="exact", params=(), color="#777777",
+               marker="circle-open"),
+    MethodInfo("uniform", role="baseline", params=(), color="#999999"),
+]
 
 
-def is_approximation(method: str) -> bool:
-    """True for the methods the report compares against exact attention."""
-    return method not in REFERENCES and method != BASELINE
+@dataclass
+class Methods:
+    """The registry: methods in display order; a method without metadata gets a spare colour,
+    the role "approximation" and the parameter m, and sorts before the baseline."""
+    infos: list[MethodInfo]
+    _extra: dict[str, MethodInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, MethodInfo] = {}
+        for info in self.infos:
+            seen.setdefault(info.name, info)
+        self.infos = list(seen.values())
+        self._rank = {info.name: i for i, info in enumerate(self.infos)}
+
+    def info(self, name: str) -> MethodInfo:
+        """The method's metadata (made up once, with a spare colour, if it has none)."""
+        if name in self._rank:
+            return self.infos[self._rank[name]]
+        if name not in self._extra:
+            col = SPARE_COLORS[len(self._extra) % len(SPARE_COLORS)]
+            self._extra[name] = MethodInfo(name, color=col)
+        return self._extra[name]
+
+    def known(self, name: str) -> bool:
+        """True if the inputs described this method."""
+        return name in self._rank
+
+    def color(self, name: str) -> str:
+        """The method's colour, the same in every chart."""
+        return self.info(name).color
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        """Distinct names in display order; unknown ones alphabetically before the baseline."""
+        unknown = self._rank.get(BASELINE, len(self.infos)) - 0.5
+        return sorted(set(names), key=lambda m: (self._rank.get(m, unknown), m))
+
+    def uses_m(self, name: str) -> bool:
+        """True if the method's cost and error depend on the feature count m."""
+        return "m" in self.info(name).params
+
+    def is_exact(self, name: str) -> bool:
+        """True for exact attention (any kernel): error 0 by definition."""
+        return self.info(name).role == "exact"
+
+    def is_approximation(self, name: str) -> bool:
+        """True for the methods the report compares against exact attention."""
+        return self.info(name).role == "approximation"

@@ -22,8 +22,8 @@ th, td { border: 1px solid #d6d6d6; padding: 4px 7px; vertical-align: top; }
 td { text-align: right; white-space: nowrap; } thead th { background: #f0f0f0; }
 th.group { text-align: center; }
 th[scope=row] { text-align: left; background: #fafafa; white-space: nowrap; }
-.scroll { overflow-x: auto; } #headline td, #headline th { padding: 3px 5px; }
-#headline td { white-space: normal; }
+.scroll { overflow-x: auto; } #headline-table td, #headline-table th { padding: 3px 5px; }
+#headline-table td { white-space: normal; }
 tbody tr:nth-child(even) td { background: #fbfbfb; }
 td.worse, tbody tr:nth-child(even) td.worse { background: #fbd9d3; color: #7a1a0a; }
 table.kv td { text-align: left; white-space: normal; }

@@ -10,7 +10,7 @@ from .analysis import (D_MAIN, crossover, forward_methods, forward_sweep, headli
                        pareto_front)
 from .data import BenchRun, Report, arg
 from .fmt import DASH, esc, finite, fmt_n, fmt_num, fmt_ratio, fmt_time, ratio
-from .methods import BASELINE, M_INDEPENDENT, is_approximation, order_methods
+from .methods import BASELINE, EXACT
 from .tables import FLAG_TITLE, Cell, Table, error_cell, simple_table, table_html
 
 SECTIONS = [("headline", "Headline: speed and error at a glance"),
@@ -33,7 +33,7 @@ def largest_n_cell(method: str, times: dict[int, float], exact: dict[int, float]
     if not times:
         return Cell()
     n_max = max(times)
-    if method == "Exact":
+    if method == EXACT:
         sub = f"N = {n_max}"
     elif n_max in exact:
         sub = f"N = {n_max}, {fmt_ratio(ratio(exact[n_max], times[n_max]))}"
@@ -44,7 +44,7 @@ def largest_n_cell(method: str, times: dict[int, float], exact: dict[int, float]
 
 def headline_table(rep: Report) -> Table:
     """Per method: time and speedup at N_head and the largest N, crossover, errors per regime."""
-    methods = order_methods(forward_methods(rep.bench) + rep.acc.methods)
+    methods = rep.meta.order(forward_methods(rep.bench) + rep.acc.methods)
     largest = any(max(forward_sweep(rep.bench, m, c, rep.m_default), default=0) > rep.n_head
                   for m in methods for c in (False, True))
     time_cols = [f"N = {rep.n_head}"] + (["largest N"] if largest else []) + ["faster than Exact"]
@@ -60,26 +60,26 @@ def headline_table(rep: Report) -> Table:
         cells = []
         for causal in (False, True):
             times = forward_sweep(rep.bench, method, causal, rep.m_default)
-            exact = forward_sweep(rep.bench, "Exact", causal, rep.m_default)
+            exact = forward_sweep(rep.bench, EXACT, causal, rep.m_default)
             t = times.get(rep.n_head)
             if t is None and times:  # e.g. Exact-reference, run at one N only
                 n_near = min(times, key=lambda n: abs(math.log(n / rep.n_head)))
                 cells.append(Cell(DASH, f"N = {n_near}: {fmt_time(times[n_near])}"))
-            elif method == "Exact":
+            elif method == EXACT:
                 cells.append(Cell(fmt_time(t), "reference" if t else ""))
             else:
                 speed = ratio(exact.get(rep.n_head), t)
                 cells.append(Cell(fmt_time(t), f"{fmt_ratio(speed)} vs Exact" if speed else ""))
             if largest:
                 cells.append(largest_n_cell(method, times, exact))
-            cells.append(Cell(crossover(times, exact).text if is_approximation(method)
+            cells.append(Cell(crossover(times, exact).text if rep.meta.is_approximation(method)
                               else DASH))
         for regime, _ in rep.acc.regimes:
             base = rep.acc.get(regime, BASELINE, 0, rep.n_default)
             cells.append(error_cell(rep.acc.get(regime, method, rep.m_default, rep.n_default),
-                                    base, method))
+                                    base, method, rep.meta))
         rows.append((method, cells))
-    return Table(columns, rows, groups, "headline")
+    return Table(columns, rows, groups, "headline-table")
 
 
 def footnotes(rep: Report) -> list[str]:
@@ -99,7 +99,7 @@ def footnotes(rep: Report) -> list[str]:
 def conclusion(rep: Report) -> str:
     """The headline's one-sentence conclusion (HTML), from the picks of analysis.headline_picks."""
     picks = headline_picks(rep)
-    exact_t = forward_sweep(rep.bench, "Exact", False, rep.m_default).get(rep.n_head)
+    exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(rep.n_head)
     wins, losses = [], []
     for p in picks:
         if p.method is None:
@@ -136,18 +136,18 @@ def section_time(rep: Report) -> str:
     methods = forward_methods(rep.bench)
     panels = []
     for causal in (False, True):
-        exact = forward_sweep(rep.bench, "Exact", causal, rep.m_default)
+        exact = forward_sweep(rep.bench, EXACT, causal, rep.m_default)
         sweeps = {m: forward_sweep(rep.bench, m, causal, rep.m_default) for m in methods}
         sweeps = {m: s for m, s in sweeps.items() if s}
         if not sweeps:
             continue
-        crossovers = {m: crossover(s, exact) for m, s in sweeps.items() if m != "Exact"}
+        crossovers = {m: crossover(s, exact) for m, s in sweeps.items() if m != EXACT}
         title = (f"{'Causal' if causal else 'Non-causal'} forward (float, D = {D_MAIN}, "
                  f"m = {rep.m_default})")
-        panels.append(figures.time_figure(title, sweeps, crossovers).svg)
+        panels.append(figures.time_figure(rep.meta, title, sweeps, crossovers).svg)
     if not panels:
         return '<p class="missing">No forward benchmarks in this run.</p>'
-    legend = figures.legend(methods, [("cross", "crosses Exact here")])
+    legend = figures.legend(rep.meta, methods, [("cross", "crosses Exact here")])
     return (legend + "".join(f'<div class="wide">{p}</div>' for p in panels)
             + '<p class="caption">Lower is faster. Exact is the thick black line; an open circle '
             "marks where a method's line crosses it (N interpolated log-log).</p>")
@@ -159,7 +159,7 @@ def regime_caption(rep: Report, regime: str, description: str, fig: figures.Figu
     text = description.strip() or "no description"
     parts = [f"<b>{esc(regime)}</b>: {esc(text)}" + ("" if text.endswith(".") else ".")]
     if fig.offscale:
-        parts.append("Off scale (▲): " + esc(", ".join(fig.offscale)) + ".")
+        parts.append("Off scale (↑): " + esc(", ".join(fig.offscale)) + ".")
     for method in shown:
         target = rep.acc.targets.get(method, "softmax")
         if target != "softmax":
@@ -181,14 +181,14 @@ def section_error_vs_m(rep: Report) -> str:
         series, flat = {}, {}
         for method in acc.methods:
             ms = [m for m in acc.ms(regime, method, n) if m > 0]
-            if ms and method not in M_INDEPENDENT:
+            if ms and rep.meta.uses_m(method):
                 series[method] = {m: acc.get(regime, method, m, n) for m in ms}
             elif acc.get(regime, method, 0, n):
                 flat[method] = acc.get(regime, method, 0, n)
         if not series and not flat:
             continue
-        fig = figures.error_figure(f"{regime} (N = {n}, non-causal)", "features m (log2 scale)",
-                                   series, flat)
+        fig = figures.error_figure(rep.meta, f"{regime} (N = {n}, non-causal)",
+                                   "features m (log2 scale)", series, flat)
         panels.append(fig.svg + regime_caption(rep, regime, description, fig,
                                                list(series) + list(flat)))
     if not panels:
@@ -197,7 +197,7 @@ def section_error_vs_m(rep: Report) -> str:
               ("up", "off scale (value printed)")]
     m_meaning = rep.acc.config.get("m_meaning")
     meaning = f'<p class="caption">m = {esc(m_meaning)}.</p>' if m_meaning else ""
-    return figures.legend(acc.methods, extras) + meaning + panels_html(panels)
+    return figures.legend(rep.meta, acc.methods, extras) + meaning + panels_html(panels)
 
 
 def section_error_vs_n(rep: Report) -> str:
@@ -212,7 +212,7 @@ def section_error_vs_n(rep: Report) -> str:
                 series[method] = {n: acc.get(regime, method, m, n) for n in ns}
         if not series:
             continue
-        fig = figures.error_figure(f"{regime} (m = {m}, non-causal)",
+        fig = figures.error_figure(rep.meta, f"{regime} (m = {m}, non-causal)",
                                    "sequence length N (tokens)", series, {})
         panels.append(fig.svg + regime_caption(rep, regime, description, fig, series))
     if not panels:
@@ -220,7 +220,7 @@ def section_error_vs_n(rep: Report) -> str:
     causal_rows = []
     for method in acc.methods:
         cells = [error_cell(acc.get(r, method, m, rep.n_default, True),
-                            acc.get(r, BASELINE, 0, rep.n_default, True), method)
+                            acc.get(r, BASELINE, 0, rep.n_default, True), method, rep.meta)
                  for r, _ in acc.regimes]
         if any(c.text != DASH for c in cells):
             causal_rows.append((method, cells))
@@ -228,36 +228,36 @@ def section_error_vs_n(rep: Report) -> str:
     if causal_rows:
         causal = (f"<h3>Causal, N = {rep.n_default}, m = {m}</h3>"
                   + table_html(Table(["Method"] + [r for r, _ in acc.regimes], causal_rows)))
-    legend = figures.legend(acc.methods, [("bar", "min–max over seeds"),
-                                          ("up", "off scale (value printed)")])
+    legend = figures.legend(rep.meta, acc.methods, [("bar", "min–max over seeds"),
+                                                    ("up", "off scale (value printed)")])
     return legend + panels_html(panels) + causal
 
 
 def section_pareto(rep: Report) -> str:
     """Section 5: error (accuracy.json) against time (bench.json) at N_timed, per regime."""
     acc, n = rep.acc, rep.n_head
-    exact_t = forward_sweep(rep.bench, "Exact", False, rep.m_default).get(n)
+    exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(n)
     panels, missing = [], []
     for regime, description in acc.regimes:
         points = []
         for method in acc.methods:
-            if not is_approximation(method):
+            if not rep.meta.is_approximation(method):
                 continue
             for m in acc.ms(regime, method, n):
                 err = acc.get(regime, method, m, n)
                 t = forward_sweep(rep.bench, method, False, m).get(n)
                 if t is not None:
                     points.append(figures.ParetoPoint(t, err, method, m))
-                elif method + ("" if method in M_INDEPENDENT else f" m={m}") not in missing:
-                    missing.append(method + ("" if method in M_INDEPENDENT else f" m={m}"))
+                elif method + (f" m={m}" if rep.meta.uses_m(method) else "") not in missing:
+                    missing.append(method + (f" m={m}" if rep.meta.uses_m(method) else ""))
         base = acc.get(regime, BASELINE, 0, n)
         if not points:
             continue
         baseline = base.mean if base else None
         front = pareto_front([(p.time_ms, p.error.mean) for p in points
                               if p.error.target == "softmax"], baseline, exact_t)
-        fig = figures.pareto_figure(f"{regime} (N = {n}, non-causal)", points, front, baseline,
-                                    exact_t)
+        fig = figures.pareto_figure(rep.meta, f"{regime} (N = {n}, non-causal)", points, front,
+                                    baseline, exact_t)
         caption = regime_caption(rep, regime, description, fig,
                                  dict.fromkeys(p.method for p in points))
         if not front:
@@ -266,8 +266,9 @@ def section_pareto(rep: Report) -> str:
     if not panels:
         return '<p class="missing">No (time, error) pairs: accuracy and benchmarks do not ' \
                f'overlap at N = {n}.</p>'
-    methods = [m for m in acc.methods if is_approximation(m)] + ["Exact", BASELINE]
-    legend = figures.legend(methods, [("front", "Pareto front"), ("bar", "min–max over seeds")])
+    methods = [m for m in acc.methods if rep.meta.is_approximation(m)] + [EXACT, BASELINE]
+    legend = figures.legend(rep.meta, methods, [("front", "Pareto front"),
+                                                ("bar", "min–max over seeds")])
     if missing:
         legend += (f'<p class="caption missing">Not drawn (error measured, but no forward time at '
                    f'N = {n} in bench.json): {esc(", ".join(missing))}.</p>')
@@ -283,16 +284,16 @@ def section_decode(rep: Report) -> str:
     """Section 6: per-step decode latency and multi-head thread scaling."""
     run, parts = rep.bench, []
     contexts = sorted({c for _, c in run.decode if c is not None})
-    methods = order_methods(m for m, _ in run.decode)
+    methods = rep.meta.order(m for m, _ in run.decode)
     if contexts:
         rows = []
         for method in methods:
             row = [method]
             for c in contexts:
                 t = run.decode.get((method, c))
-                exact = run.decode.get(("Exact", c))
+                exact = run.decode.get((EXACT, c))
                 row.append(fmt_time(t.time_ms if t else None))
-                row.append("reference" if method == "Exact" and t else fmt_ratio(
+                row.append("reference" if method == EXACT and t else fmt_ratio(
                     ratio(exact.time_ms if exact else None, t.time_ms if t else None)))
             rows.append(row)
         cols = ["Method"] + [h for c in contexts for h in (f"context {c}: per step",
@@ -305,7 +306,7 @@ def section_decode(rep: Report) -> str:
         parts.append('<p class="missing">No decode benchmarks in this run.</p>')
     threads = sorted({k[3] for k in run.multihead if k[3] is not None})
     configs = sorted({k[:3] for k in run.multihead}, key=lambda k: (
-        order_methods(m for m, *_ in run.multihead).index(k[0]), -(k[2] or 0)))
+        rep.meta.order(m for m, *_ in run.multihead).index(k[0]), -(k[2] or 0)))
     if configs and threads:
         rows = []
         for method, h, hkv in configs:
@@ -332,7 +333,7 @@ def exact_efficiency_rows(run: BenchRun, n: int) -> list[list[str]]:
     rows = []
     for prec in ("float", "double"):
         for causal in (False, True):
-            entry = next((e for (m, p, c, nn, d, _), e in run.forward.items() if m == "Exact"
+            entry = next((e for (m, p, c, nn, d, _), e in run.forward.items() if m == EXACT
                           and p == prec and c == causal and nn == n and d == D_MAIN), None)
             counters = entry.counters if entry else {}
             gflops = counters.get("GFLOPs")
@@ -356,7 +357,7 @@ def section_efficiency(rep: Report) -> str:
     for e in run.naive:
         prec = "double" if "<double>" in e.name else "float"
         nn, d = arg(e, "N", "N"), arg(e, "D", "D")
-        fast = forward_sweep(run, "Exact", False, rep.m_default, d or D_MAIN, prec).get(nn)
+        fast = forward_sweep(run, EXACT, False, rep.m_default, d or D_MAIN, prec).get(nn)
         naive_rows.append([e.name, fmt_time(e.time_ms), fmt_num(e.counters.get("GFLOPs")),
                            fmt_time(fast), fmt_ratio(ratio(e.time_ms, fast))])
     if naive_rows:
@@ -375,7 +376,7 @@ def section_openblas(rep: Report) -> str:
     for mode in ("non-causal", "causal"):
         cols += [f"{mode}: {a.gemm}", f"{mode}: {b.gemm}", f"{mode}: ratio"]
     rows = []
-    for method in order_methods(forward_methods(a) + forward_methods(b)):
+    for method in rep.meta.order(forward_methods(a) + forward_methods(b)):
         row = [method]
         for causal in (False, True):
             ta = forward_sweep(a, method, causal, rep.m_default).get(n)
@@ -472,13 +473,13 @@ def section_appendix(rep: Report) -> str:
     run, out = rep.bench, []
     ns = sorted({k[3] for k in run.forward if k[3] is not None})
     configs = sorted({(k[0], k[1], k[2], k[4], k[5]) for k in run.forward},
-                     key=lambda c: (order_methods(k[0] for k in run.forward).index(c[0]),
+                     key=lambda c: (rep.meta.order(k[0] for k in run.forward).index(c[0]),
                                     c[1] != "float", c[2], c[3] or 0, c[4] or 0))
     if configs:
         rows = []
         for method, prec, causal, d, m in configs:
             label = f"{method}, {prec}, {'causal' if causal else 'non-causal'}, D = {d}" + (
-                "" if method in M_INDEPENDENT else f", m = {m}")
+                f", m = {m}" if rep.meta.uses_m(method) else "")
             rows.append([label] + [fmt_time(run.forward[(method, prec, causal, n, d, m)].time_ms)
                                    if (method, prec, causal, n, d, m) in run.forward else DASH
                                    for n in ns])

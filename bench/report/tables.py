@@ -6,7 +6,7 @@ from typing import Optional
 
 from .data import ErrStat
 from .fmt import DASH, esc, fmt_num
-from .methods import BASELINE, REFERENCES
+from .methods import BASELINE, Methods
 
 
 @dataclass
@@ -79,9 +79,10 @@ def simple_table(columns: list[str], rows: list[list[str]], cls: str = "") -> st
     return "\n".join(out + ["</tbody></table>"])
 
 
-def error_cell(err: Optional[ErrStat], base: Optional[ErrStat], method: str) -> Cell:
+def error_cell(err: Optional[ErrStat], base: Optional[ErrStat], method: str,
+               meta: Methods) -> Cell:
     """mean ± std, flagged when not below the baseline; † for a non-softmax target."""
-    if method in REFERENCES:
+    if meta.is_exact(method):
         return Cell("0 (exact)")
     if err is None:
         return Cell()
