@@ -25,8 +25,8 @@ if importlib.util.find_spec("matplotlib") is None:  # the figures need it: say h
 
 from .analysis import forward_methods  # noqa: E402
 from .check import check_page  # noqa: E402
-from .data import (Report, config_int, load_json, merged_methods, parse_accuracy,  # noqa: E402
-                   parse_bench)
+from .data import (InputError, Report, config_int, load_json, merged_methods,  # noqa: E402
+                   parse_accuracy, parse_bench)
 from .page import render_markdown, render_page  # noqa: E402
 
 
@@ -47,13 +47,18 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     """Reads the inputs, writes the page (and markdown), optionally checks the page."""
     args = parse_args(argv)
-    bench_data = load_json(args.bench, "benchmark")
-    acc_data = load_json(args.accuracy, "accuracy")
-    blas_data = load_json(args.bench_openblas, "OpenBLAS benchmark") if args.bench_openblas \
-        else None
-    bench, acc = parse_bench(bench_data), parse_accuracy(acc_data)
-    blas = parse_bench(blas_data) if blas_data is not None else None
-    meta = merged_methods(bench_data, acc_data, blas_data)
+    try:
+        bench_data = load_json(args.bench, "benchmark")
+        acc_data = load_json(args.accuracy, "accuracy")
+        blas_data = load_json(args.bench_openblas, "OpenBLAS benchmark") \
+            if args.bench_openblas else None
+        meta = merged_methods({args.bench: bench_data, args.accuracy: acc_data,
+                               args.bench_openblas or "": blas_data})
+    except InputError as e:
+        print(f"report: {e}", file=sys.stderr)
+        return 2
+    bench, acc = parse_bench(bench_data, meta), parse_accuracy(acc_data, meta)
+    blas = parse_bench(blas_data, meta) if blas_data is not None else None
     rep = Report(bench, acc, blas, meta, n_head=config_int(acc.config, "N_timed", 4096),
                  n_default=config_int(acc.config, "N_default", 1024),
                  m_default=config_int(acc.config, "m_default", 256))

@@ -6,7 +6,7 @@ from typing import Optional
 
 from .data import Report
 from .fmt import esc
-from .sections import CHART_SECTIONS, OPTIONAL_SECTIONS, SECTIONS
+from .sections import shown_sections
 
 
 def section_chunk(page: str, sid: str) -> Optional[str]:
@@ -23,14 +23,12 @@ def check_page(path: str, methods: list[str], rep: Report) -> list[str]:
     with open(path, encoding="utf-8") as f:
         page = f.read()
     problems = [f"section failed: {f}" for f in rep.failures]
-    for sid, title in SECTIONS:
-        if sid in OPTIONAL_SECTIONS and rep.blas is None:
-            continue
-        chunk = section_chunk(page, sid)
-        if chunk is None or esc(title) not in chunk:
-            problems.append(f"missing section heading: {title}")
-        elif sid in CHART_SECTIONS and "<svg" not in chunk:
-            problems.append(f"no chart (<svg>) in section: {title}")
+    for sec in shown_sections(rep):
+        chunk = section_chunk(page, sec.sid)
+        if chunk is None or esc(sec.title) not in chunk:
+            problems.append(f"missing section heading: {sec.title}")
+        elif sec.has_chart and "<svg" not in chunk:
+            problems.append(f"no chart (<svg>) in section: {sec.title}")
     match = re.search(r'<table id="headline-table">(.*?)</table>', page, re.S)
     if not match:
         problems.append("no headline table")

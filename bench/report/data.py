@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 from .fmt import finite, median
-from .methods import BUILTIN, MethodInfo, Methods
+from .methods import ROLES, MethodInfo, Methods
 
 TIME_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 GB_KEYS = {"name", "run_name", "run_type", "family_index", "per_family_instance_index",
@@ -18,26 +17,69 @@ GB_KEYS = {"name", "run_name", "run_type", "family_index", "per_family_instance_
            "error_message"}
 
 
-def input_methods(data: dict) -> list[MethodInfo]:
-    """The method metadata an input file carries."""
-    return BUILTIN
-
-
-def merged_methods(*inputs: Optional[dict]) -> Methods:
-    """One registry over several inputs (a method described twice: the first description)."""
-    return Methods([info for data in inputs if data is not None for info in input_methods(data)])
+class InputError(ValueError):
+    """An input the report cannot use (unreadable, not the expected JSON); the message says which
+    file and why."""
 
 
 def load_json(path: str, what: str) -> dict:
-    """Parses a JSON object from path; exits with a message (not a traceback) if it cannot."""
+    """Parses a JSON object from path."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        sys.exit(f"report.py: cannot read the {what} file {path}: {e}")
+        raise InputError(f"cannot read the {what} file {path}: {e}") from e
     if not isinstance(data, dict):
-        sys.exit(f"report.py: {path} is not a JSON object")
+        raise InputError(f"the {what} file {path} is not a JSON object")
     return data
+
+
+def input_methods(data: dict, source: str = "input") -> list[MethodInfo]:
+    """The method metadata (bench/method_info.hpp) an input carries: accuracy.json's "methods",
+    or bench.json's context key "fastattn_methods" (the same array as a string: Google
+    Benchmark's context holds strings only). [] if it carries none; `source` names the input in
+    messages."""
+    raw = data.get("methods")
+    context = data.get("context")
+    if raw is None and isinstance(context, dict) and "fastattn_methods" in context:
+        try:
+            raw = json.loads(context["fastattn_methods"])
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{source}: context.fastattn_methods is not a JSON array: {e}") from e
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InputError(f"{source}: the method metadata is not a list")
+    infos = []
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{source}: a method without a name in the metadata: {item!r}")
+        role, params = item.get("role", "approximation"), item.get("params") or []
+        if role not in ROLES:
+            raise InputError(f"{source}: method {name}: role {role!r} is not one of {ROLES}")
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise InputError(f"{source}: method {name}: params {params!r} is not a list of names")
+        infos.append(MethodInfo(name, label=str(item.get("label") or ""), role=role,
+                                target=str(item.get("target") or "softmax"), params=tuple(params),
+                                cost=str(item.get("cost") or ""),
+                                color=str(item.get("color") or "#777777"),
+                                marker=str(item.get("marker") or "circle"),
+                                spec=str(item.get("spec") or "")))
+    return infos
+
+
+def merged_methods(inputs: dict[str, Optional[dict]]) -> Methods:
+    """One registry over the inputs, by file name (a method described twice: the first
+    description wins; None: an input not given)."""
+    infos = [info for source, data in inputs.items() if data is not None
+             for info in input_methods(data, source)]
+    if not infos:
+        raise InputError("no input carries the method metadata (bench.json: context key "
+                         "fastattn_methods; accuracy.json: methods). They were written by an "
+                         "older fastattn_bench / fastattn_accuracy: run them again (the report "
+                         "target does).")
+    return Methods(infos)
 
 
 @dataclass
@@ -53,7 +95,7 @@ class Entry:
 class BenchRun:
     """A Google Benchmark run, split into the families the report uses."""
     context: dict
-    meta: Methods  # the methods as this run describes them
+    meta: Methods  # the methods of every input (data.merged_methods)
     forward: dict[tuple, Entry] = field(default_factory=dict)  # (method, prec, causal, N, D, m)
     decode: dict[tuple, Entry] = field(default_factory=dict)  # (method, context)
     multihead: dict[tuple, Entry] = field(default_factory=dict)  # (method, H, Hkv, threads)
@@ -112,10 +154,10 @@ def arg(entry: Entry, counter: str, key: str) -> Optional[int]:
     return None if value is None else int(round(value))
 
 
-def parse_bench(data: dict) -> BenchRun:
+def parse_bench(data: dict, meta: Methods) -> BenchRun:
     """Sorts the benchmarks of a run into the families the report shows."""
     run = BenchRun(context=data.get("context") if isinstance(data.get("context"), dict) else {},
-                   meta=Methods(input_methods(data)))
+                   meta=meta)
     for e in benchmark_entries(data):
         parts = e.name.split("/")
         family = parts[0]
@@ -160,7 +202,7 @@ class Accuracy:
     regimes: list[tuple[str, str]]
     results: dict[tuple, ErrStat]
     targets: dict[str, str]
-    meta: Methods  # the methods as the sweep describes them
+    meta: Methods  # the methods of every input (data.merged_methods)
 
     @property
     def methods(self) -> list[str]:
@@ -187,7 +229,7 @@ class Accuracy:
                       if k[0] == regime and k[1] == method and k[2] == m_key and not k[4])
 
 
-def parse_accuracy(data: dict) -> Accuracy:
+def parse_accuracy(data: dict, meta: Methods) -> Accuracy:
     """Reads accuracy.json; results without a finite mean error are skipped."""
     results: dict[tuple, ErrStat] = {}
     targets: dict[str, str] = {}
@@ -210,7 +252,7 @@ def parse_accuracy(data: dict) -> Accuracy:
     regimes += [(name, "") for name in sorted({k[0] for k in results} - known)]
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     build = data.get("build") if isinstance(data.get("build"), dict) else {}
-    return Accuracy(build, config, regimes, results, targets, Methods(input_methods(data)))
+    return Accuracy(build, config, regimes, results, targets, meta)
 
 
 @dataclass

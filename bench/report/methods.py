@@ -1,5 +1,7 @@
 """The methods as the report knows them: a registry of MethodInfo (order, colour, marker, role,
-target, parameters) with the lookups the analysis, the tables and the figures use."""
+target, parameters) with the lookups the analysis, the tables and the figures use. The metadata
+itself comes from the inputs (bench/method_info.hpp writes it into both JSON files), so the
+report holds no table of methods."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,21 +28,6 @@ class MethodInfo:
     color: str = "#777777"
     marker: str = "circle"
     spec: str = ""
-
-
-BUILTIN = [
-    MethodInfo("Exact", role="exact", params=(), color="#000000", marker="circle"),
-    MethodInfo("FAVOR+", color="#0072B2", marker="square"),
-    MethodInfo("FAVOR-hyp", color="#56B4E9", marker="diamond"),
-    MethodInfo("FAVOR++", color="#009E73", marker="triangle"),
-    MethodInfo("RFA", color="#E69F00", marker="triangle-down",
-               target="cosine-softmax (RFA's own target)"),
-    MethodInfo("EVA-Reference", params=(), color="#D55E00", marker="circle"),
-    MethodInfo("EVA-Disjoint", params=(), color="#CC79A7", marker="cross"),
-    MethodInfo("Exact-reference", role="exact", params=(), color="#777777",
-               marker="circle-open"),
-    MethodInfo("uniform", role="baseline", params=(), color="#999999"),
-]
 
 
 @dataclass

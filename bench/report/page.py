@@ -8,7 +8,7 @@ import sys
 
 from .data import Report
 from .fmt import DASH, esc
-from .sections import SECTION_BUILDERS, SECTIONS, conclusion, footnotes, headline_table
+from .sections import conclusion, footnotes, headline_table, shown_sections
 from .tables import table_markdown
 
 CSS = """
@@ -41,17 +41,15 @@ nav { font-size: 14px; } nav a { margin-right: 12px; }
 def build_sections(rep: Report) -> list[tuple[str, str, str]]:
     """(id, title, html) per section; a section that fails shows a note, the rest go on."""
     out = []
-    for sid, title in SECTIONS:
-        if sid == "openblas" and rep.blas is None:
-            continue
+    for sec in shown_sections(rep):
         try:
-            body = SECTION_BUILDERS[sid](rep)
+            body = sec.build(rep)
         except Exception as e:  # noqa: BLE001 - one broken section must not lose the report
-            rep.failures.append(f"{title}: {type(e).__name__}: {e}")
-            print(f"report.py: warning: section '{title}' failed: {type(e).__name__}: {e}",
+            rep.failures.append(f"{sec.title}: {type(e).__name__}: {e}")
+            print(f"report.py: warning: section '{sec.title}' failed: {type(e).__name__}: {e}",
                   file=sys.stderr)
             body = f'<p class="warn">This section could not be drawn ({esc(type(e).__name__)}).</p>'
-        out.append((sid, title, body))
+        out.append((sec.sid, sec.title, body))
     return out
 
 

@@ -1,8 +1,9 @@
-"""The page's sections, one builder per section (Report -> HTML), and their order. A new section
-is a builder here plus an entry in SECTIONS and SECTION_BUILDERS."""
+"""The page's sections, one builder per section (Report -> HTML), and their order (SECTIONS at
+the end: a new section is a builder plus one line there)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from . import figures
@@ -12,20 +13,6 @@ from .data import BenchRun, Report, arg
 from .fmt import DASH, esc, finite, fmt_n, fmt_num, fmt_ratio, fmt_time, ratio
 from .methods import BASELINE, EXACT
 from .tables import FLAG_TITLE, Cell, Table, error_cell, simple_table, table_html
-
-SECTIONS = [("headline", "Headline: speed and error at a glance"),
-            ("time", "Time vs N"),
-            ("err-m", "Error vs m"),
-            ("err-n", "Error vs N"),
-            ("pareto", "Error vs time (Pareto fronts)"),
-            ("decode", "Decoding and multi-head scaling"),
-            ("efficiency", "Kernel efficiency"),
-            ("openblas", "Eigen's GEMM vs OpenBLAS"),
-            ("machine", "Machine and build"),
-            ("appendix", "Appendix: all measurements"),
-            ("reproduce", "How to reproduce")]
-CHART_SECTIONS = ("time", "err-m", "err-n", "pareto")
-OPTIONAL_SECTIONS = ("openblas",)
 
 
 def largest_n_cell(method: str, times: dict[int, float], exact: dict[int, float]) -> Cell:
@@ -92,8 +79,18 @@ def footnotes(rep: Report) -> list[str]:
             notes.append(f"† {method}'s error is measured against {target}, not against softmax "
                          "attention like the others: not directly comparable (the flag still "
                          "compares it with the softmax baseline).")
-    notes.append("Exact and EVA do not use m; uniform = output the mean of the (visible) values.")
+    shown = rep.meta.order(forward_methods(rep.bench) + rep.acc.methods)
+    without_m = [m for m in shown if not rep.meta.uses_m(m) and m != BASELINE]
+    if without_m:
+        notes.append(f"{and_list(without_m)} do not use m.")
+    if BASELINE in shown and rep.meta.info(BASELINE).label:
+        notes.append(f"{BASELINE} ({rep.meta.info(BASELINE).label}).")
     return notes
+
+
+def and_list(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def conclusion(rep: Report) -> str:
@@ -129,6 +126,24 @@ def section_headline(rep: Report) -> str:
     return (f'<div class="scroll">{table_html(headline_table(rep))}</div>'
             f'<ul class="notes">{notes}</ul>'
             f'<p class="lead">{conclusion(rep)}</p>')
+
+
+def section_methods(rep: Report) -> str:
+    """What each method in the inputs is, from the metadata the benchmarks wrote."""
+    roles = {"exact": "exact", "approximation": "approximation",
+             "baseline": "baseline (reference line)"}
+    rows = []
+    for name in rep.meta.order(forward_methods(rep.bench) + rep.acc.methods):
+        info = rep.meta.info(name)
+        rows.append([name, roles.get(info.role, info.role), info.label or DASH,
+                     DASH if info.role == "exact" else info.target,
+                     ", ".join(info.params) or DASH, info.cost or DASH, info.spec or DASH])
+    return (simple_table(["Method", "Role", "What it computes", "Error measured against",
+                          "Parameters", "Flops per forward pass (model)", "Specification"],
+                         rows, "kv")
+            + '<p class="caption">N tokens, head dimension D, m features. The flop model is what '
+            "the GFLOP/s figures count; the metadata comes from bench/method_info.hpp, written "
+            "into both JSON files.</p>")
 
 
 def section_time(rep: Report) -> str:
@@ -517,8 +532,35 @@ fastattn_accuracy, then this script (bench/report.py); <code>--markdown headline
 writes the headline table for the README.</p>"""
 
 
-SECTION_BUILDERS: dict[str, Callable[[Report], str]] = {
-    "headline": section_headline, "time": section_time, "err-m": section_error_vs_m,
-    "err-n": section_error_vs_n, "pareto": section_pareto, "decode": section_decode,
-    "efficiency": section_efficiency, "openblas": section_openblas,
-    "machine": section_machine, "appendix": section_appendix, "reproduce": section_reproduce}
+@dataclass(frozen=True)
+class Section:
+    """One section of the page: its anchor id, heading and builder; whether --check requires a
+    chart in it, and when it is shown (a section of an optional input only with that input)."""
+    sid: str
+    title: str
+    build: Callable[[Report], str]
+    has_chart: bool = False
+    shown: Callable[[Report], bool] = lambda rep: True
+
+
+# The page, in order. A new section is a builder above and one line here.
+SECTIONS = [
+    Section("headline", "Headline: speed and error at a glance", section_headline),
+    Section("methods", "The methods", section_methods),
+    Section("time", "Time vs N", section_time, has_chart=True),
+    Section("err-m", "Error vs m", section_error_vs_m, has_chart=True),
+    Section("err-n", "Error vs N", section_error_vs_n, has_chart=True),
+    Section("pareto", "Error vs time (Pareto fronts)", section_pareto, has_chart=True),
+    Section("decode", "Decoding and multi-head scaling", section_decode),
+    Section("efficiency", "Kernel efficiency", section_efficiency),
+    Section("openblas", "Eigen's GEMM vs OpenBLAS", section_openblas,
+            shown=lambda rep: rep.blas is not None),
+    Section("machine", "Machine and build", section_machine),
+    Section("appendix", "Appendix: all measurements", section_appendix),
+    Section("reproduce", "How to reproduce", section_reproduce),
+]
+
+
+def shown_sections(rep: Report) -> list[Section]:
+    """The sections this report has (optional ones only with their input)."""
+    return [sec for sec in SECTIONS if sec.shown(rep)]
