@@ -298,15 +298,15 @@ class Panel:
 
 # ----------------------------------------------------------------------------------- figures
 def legend(methods: Methods, names: list[str], extras: list[tuple[str, str]] = ()) -> str:
-    """A legend strip: one entry per method (colour, marker; dashed for the baseline) plus
+    """A legend strip: one entry per method (colour, marker; reference lines dashed) plus
     explanations of the other marks (kinds: "cross", "dash", "bar", "up", "front")."""
     handles = []
     for name in names:
         info = methods.info(name)
-        style = dict(marker="None", color=info.color) if name == BASELINE \
-            else marker_style(info, 6)
+        line_only = info.role == "baseline"  # reference lines: dashed, no markers
+        style = dict(marker="None", color=info.color) if line_only else marker_style(info, 6)
         handles.append(Line2D([], [], linewidth=3 if name == EXACT else 1.6,
-                              linestyle=(0, (5, 3)) if name == BASELINE else "-", label=name,
+                              linestyle=(0, (5, 3)) if line_only else "-", label=name,
                               **style))
     grey = "#555555"
     kinds = {
@@ -365,10 +365,11 @@ def error_figure(methods: Methods, title: str, x_label: str,
     for i, (method, s) in enumerate(series.items()):
         col = methods.color(method)
         dx = (i - (len(series) - 1) / 2) * 1.9  # points: keeps overlapping error bars apart
-        panel.line([(x, e.mean) for x, e in s.items()], col, 1.5, method == BASELINE, dx)
+        line_only = methods.info(method).role == "baseline"  # reference lines: dashed
+        panel.line([(x, e.mean) for x, e in s.items()], col, 1.5, line_only, dx)
         for x, e in sorted(s.items()):
             panel.errbar(x, e.mean, e.lo, e.hi, col, dx)
-            if method != BASELINE:
+            if not line_only:
                 panel.marker(x, e.mean, method, dx=dx)
         last = s[max(s)].mean
         if panel.fits(last):
