@@ -528,8 +528,9 @@ python3 bench/report.py --bench build/release/report/bench.json \\
     --accuracy build/release/report/accuracy.json \\
     --bench-openblas build/openblas/report/bench.json --out index.html</pre>
 <p class="caption">The report target runs fastattn_bench (Google Benchmark, JSON output),
-fastattn_accuracy, then this script (bench/report.py); <code>--markdown headline.md</code> also
-writes the headline table for the README.</p>"""
+fastattn_accuracy, then the report package (bench/report/, run by bench/report.py with a
+Python that has matplotlib); <code>--markdown headline.md</code> also writes the headline table
+for the README.</p>"""
 
 
 @dataclass(frozen=True)
