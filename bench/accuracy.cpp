@@ -1,6 +1,7 @@
 // Accuracy sweep: how close each approximation comes to exact attention, per input regime, as a
 // function of the feature count m and the sequence length N; mean and spread over seeds. Writes
-// JSON (see report.py). Methods run in float (what users run); exact attention in double.
+// JSON with the method metadata of method_info.hpp (read by bench/report/). Methods run in float
+// (what users run); exact attention in double.
 //
 // Usage: fastattn_accuracy [--full] [--out accuracy.json]
 
@@ -15,6 +16,7 @@
 
 #include "build_info.hpp"
 #include "fastattn/fastattn.hpp"
+#include "json_writer.hpp"
 #include "methods.hpp"
 
 namespace fastattn::bench {
@@ -115,22 +117,6 @@ double stddev(const std::vector<double>& x) {
   return std::sqrt(s / double(x.size() - 1));
 }
 
-std::string json_number(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", x);
-  return buf;
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 /// One method on one input: errors against exact attention (RFA: against its own target).
 Errors evaluate(const std::string& method, const Inputs& x, Index m, bool causal,
                 std::uint64_t seed, const MatD& exact) {
@@ -186,8 +172,13 @@ int run(int argc, char** argv) {
   // The m sweep runs at N = 1024 (docs/spec/eva.md §8's protocol) and at N = 4096 (where the throughput
   // benchmarks sweep m, so the report can put error and time side by side); causal at N = 1024.
   const Index m_default = 256, n_default = 1024, n_timed = 4096;
-  const std::vector<std::string> rf = {"FAVOR+", "FAVOR-hyp", "FAVOR++", "RFA"};
-  const std::vector<std::string> others = {"EVA-Reference", "EVA-Disjoint", "uniform"};
+  // Every swept method but exact attention (the reference): those with features at each m.
+  std::vector<std::string> rf, others;
+  for (const MethodInfo& info : method_table()) {
+    if (!info.swept || info.role == Role::Exact) continue;
+    const bool uses_m = std::find(info.params.begin(), info.params.end(), "m") != info.params.end();
+    (uses_m ? rf : others).push_back(info.name);
+  }
 
   std::ofstream json(path);
   if (!json) {
@@ -204,8 +195,8 @@ int run(int argc, char** argv) {
   json << "\n  },\n  \"config\": {\"D\": " << d << ", \"seeds\": " << seeds
        << ", \"precision\": \"float (exact reference in double)\", \"m_default\": " << m_default
        << ", \"N_default\": " << n_default << ", \"N_timed\": " << n_timed
-       << ", \"m_meaning\": \"number of features M (FAVOR+/FAVOR++: m projections; FAVOR-hyp and "
-          "RFA: m/2 projections, sin/cos or +/- pairs)\"},\n  \"regimes\": [";
+       << ", \"m_meaning\": " << json_string(feature_count_meaning())
+       << "},\n  \"methods\": " << methods_json() << ",\n  \"regimes\": [";
   for (std::size_t r = 0; r < regimes().size(); ++r)
     json << (r ? "," : "") << "\n    {\"name\": " << json_string(regimes()[r].name)
          << ", \"description\": " << json_string(regimes()[r].description) << "}";
@@ -218,7 +209,7 @@ int run(int argc, char** argv) {
          << ", \"method\": " << json_string(method) << ", \"m\": " << m << ", \"N\": " << n
          << ", \"D\": " << d << ", \"causal\": " << (causal ? "true" : "false")
          << ", \"seeds\": " << s.rel.size() << ", \"target\": "
-         << json_string(method == "RFA" ? "cosine-softmax (RFA's own target)" : "softmax")
+         << json_string(method_info(method).target)
          << ", \"rel_error\": {\"mean\": " << json_number(mean(s.rel))
          << ", \"std\": " << json_number(stddev(s.rel))
          << ", \"min\": " << json_number(*std::min_element(s.rel.begin(), s.rel.end()))

@@ -1,7 +1,8 @@
 #pragma once
-// The methods as the benchmarks and the accuracy sweep configure them, by name. "m" is the number
-// of features M for every random-feature method, so they are compared at equal cost: FAVOR+ and
-// FAVOR++ use m projections, hyperbolic FAVOR and RFA (sin/cos) use m/2.
+// The methods as the benchmarks and the accuracy sweep configure them, by name (their metadata:
+// method_info.hpp). "m" is the number of features M for every random-feature method, so they are
+// compared at equal cost: FAVOR+ and FAVOR++ use m projections, hyperbolic FAVOR and RFA
+// (sin/cos) use m/2 (MethodInfo::projections_per_feature).
 
 #include <cmath>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "fastattn/fastattn.hpp"
+#include "method_info.hpp"
 
 namespace fastattn::bench {
 
@@ -28,9 +30,17 @@ inline EvaOptions eva_options(bool disjoint, Index n, bool causal) {
   return o;
 }
 
-/// The names of the benchmarked methods, in report order.
+/// The names of the benchmarked methods (swept, not a baseline), in report order.
 inline std::vector<std::string> method_names() {
-  return {"Exact", "FAVOR+", "FAVOR-hyp", "FAVOR++", "RFA", "EVA-Reference", "EVA-Disjoint"};
+  std::vector<std::string> names;
+  for (const MethodInfo& info : method_table())
+    if (info.swept && info.role != Role::Baseline) names.push_back(info.name);
+  return names;
+}
+
+/// The number of projections m' behind m features.
+inline Index projections(const MethodInfo& info, Index m) {
+  return Index(std::llround(info.projections_per_feature * double(m)));
 }
 
 /// A callable running `name` on one head with feature count m (ignored by non-random methods).
@@ -50,8 +60,8 @@ make_method(const std::string& name, Index d, Index m, Index n, bool causal,
   if (name == "FAVOR+" || name == "FAVOR-hyp" || name == "FAVOR++") {
     FavorOptions fo;
     fo.seed = seed;
-    fo.num_features = m;
-    if (name == "FAVOR-hyp") fo.kernel = FavorKernel::Hyperbolic, fo.num_features = m / 2;
+    fo.num_features = projections(method_info(name), m);
+    if (name == "FAVOR-hyp") fo.kernel = FavorKernel::Hyperbolic;
     if (name == "FAVOR++") {
       fo.kernel = FavorKernel::Optimal;
       if (causal) fo.optimal_a = -0.05;  // causal needs a fixed A (a typical A* at |x|^2 ~ 1)
@@ -61,7 +71,7 @@ make_method(const std::string& name, Index d, Index m, Index n, bool causal,
   if (name == "RFA") {
     RfaOptions ro;
     ro.seed = seed;
-    ro.num_features = m / 2;
+    ro.num_features = projections(method_info(name), m);
     return wrap(Rfa<T>(d, ro));
   }
   if (name == "EVA-Reference" || name == "EVA-Disjoint")
@@ -70,23 +80,27 @@ make_method(const std::string& name, Index d, Index m, Index n, bool causal,
   return {};
 }
 
-/// Flop model of one forward pass (the numbers the GFLOP/s counters use; D = Dv):
-/// exact 4 N^2 D (causal 2 N^2 D); random features 4 N m' D for the features (m' projections)
-/// plus 4 N M (D + 1) for the two contractions, plus causal intra-chunk 2 N C (M + D + 1), C = 32;
-/// EVA per query 2 (S_w + C') (2 D) with S_w = W (+ e), C' chunks.
+/// Flop model of one forward pass (the numbers the GFLOP/s counters use; D = Dv), as stated by
+/// cost_text() in method_info.hpp. EVA: per query 2 (W + C) (2 D), W window, C chunks.
 inline double model_flops(const std::string& name, Index n, Index d, Index m, bool causal) {
+  const MethodInfo& info = method_info(name);
   const double N = double(n), D = double(d), M = double(m);
-  if (name.rfind("Exact", 0) == 0) return (causal ? 2.0 : 4.0) * N * N * D;
-  if (name.rfind("EVA", 0) == 0) {
-    const EvaOptions o = eva_options(name == "EVA-Disjoint", n, causal);
-    const double w = double(o.window);
-    const double chunks = o.num_chunks > 0 ? double(o.num_chunks) : N / double(o.chunk_size);
-    return 4.0 * N * D * (w + (causal ? chunks / 2 : chunks));
+  switch (info.cost) {
+    case CostModel::Quadratic: return (causal ? 2.0 : 4.0) * N * N * D;
+    case CostModel::Eva: {
+      const EvaOptions o = eva_options(name == "EVA-Disjoint", n, causal);
+      const double w = double(o.window);
+      const double chunks = o.num_chunks > 0 ? double(o.num_chunks) : N / double(o.chunk_size);
+      return 4.0 * N * D * (w + (causal ? chunks / 2 : chunks));
+    }
+    case CostModel::RandomFeatures: {
+      double f = 4.0 * N * double(projections(info, m)) * D + 4.0 * N * M * (D + 1);
+      if (causal) f += 2.0 * N * 32 * (M + D + 1);
+      return f;
+    }
+    case CostModel::Mean: return N * D;
   }
-  const double projections = (name == "FAVOR-hyp" || name == "RFA") ? M / 2 : M;
-  double f = 4.0 * N * projections * D + 4.0 * N * M * (D + 1);
-  if (causal) f += 2.0 * N * 32 * (M + D + 1);
-  return f;
+  return 0;
 }
 
 }  // namespace fastattn::bench

@@ -682,7 +682,8 @@ TYPED_TEST(EvaTest, DecodingEqualsCausalForwardForBothSemantics) {
       const Eva<T> eva(c.d, c.o, x.params);
       const RowMatrix<T> parallel = eva(x.q, x.k, x.v, attention_options(c));
       AttentionOptions dopt;
-      auto state = o.num_chunks > 0 ? eva.make_state(c.dv, dopt, n) : eva.make_state(c.dv);
+      auto state = o.num_chunks > 0 ? eva.make_state(c.dv, dopt, EvaSequenceLength{n})
+                                    : eva.make_state(c.dv);
       const RowMatrix<T> decoded = decode_all(eva, state, x.q, x.k, x.v, c.pad);
       ASSERT_TRUE(test::all_finite(decoded));
       // Every row, padded or not: both paths apply the same rules. GEMV vs GEMM rounding only.
@@ -1099,17 +1100,18 @@ TYPED_TEST(EvaTest, DecodingRejectsBadUse) {
   const Eva<T> by_count(4, nc);
   EXPECT_MESSAGE(
       test::invalid_argument_message([&] { by_count.make_state(3); }),
-      "options.num_chunks = 4 derives the chunk length from the sequence length; pass seq_len");
+      "options.num_chunks = 4 derives the chunk length from the sequence length; pass "
+      "EvaSequenceLength{n}");
   AttentionOptions opt;
-  auto state = by_count.make_state(3, opt, 16);  // L = 4
+  auto state = by_count.make_state(3, opt, EvaSequenceLength{16});  // L = 4
   const RowMatrix<T> x = random_matrix<T>(1, 4, 1), y = random_matrix<T>(1, 3, 2);
   RowMatrix<T> out(1, 3);
   for (int t = 0; t < 16; ++t) by_count.step(state, x, x, y, out);
   EXPECT_MESSAGE(test::invalid_argument_message([&] { by_count.step(state, x, x, y, out); }),
-                 "made for seq_len = 16 tokens");
+                 "made for a sequence of 16 tokens");
   EvaOptions one = nc;
   one.num_chunks = 1;
-  EXPECT_MESSAGE(test::invalid_argument_message([&] { Eva<T>(4, one).make_state(3, opt, 3); }),
+  EXPECT_MESSAGE(test::invalid_argument_message([&] { Eva<T>(4, one).make_state(3, opt, EvaSequenceLength{3}); }),
                  "Eva::make_state: causal Reference needs the chunk length L = 4 below the padded "
                  "length n_p = 4");
 

@@ -401,13 +401,13 @@ TYPED_TEST(FavorTest, SameSeedSameProjectionAndRedrawIsExplicit) {
   Favor<T> a(32, fo), b(32, fo);
   EXPECT_TRUE((a.projection().array() == b.projection().array()).all());
   EXPECT_EQ(a.projection().rows(), 256);
-  EXPECT_EQ(a.num_features(), 256);
+  EXPECT_EQ(a.feature_dim(), 256);
   a.redraw(6);
   EXPECT_FALSE((a.projection().array() == b.projection().array()).all());
   a.redraw(5);
   EXPECT_TRUE((a.projection().array() == b.projection().array()).all());
   fo.kernel = FavorKernel::Hyperbolic;
-  EXPECT_EQ(Favor<T>(32, fo).num_features(), 512);
+  EXPECT_EQ(Favor<T>(32, fo).feature_dim(), 512);
   fo.kernel = FavorKernel::Smreg;  // fixed norms sqrt(d)
   const RowMatrix<T> w = Favor<T>(32, fo).projection();
   EXPECT_NEAR(w.rowwise().norm().minCoeff(), std::sqrt(32.0), 1e-4);

@@ -201,7 +201,7 @@ TYPED_TEST(FeatureMapTest, EveryKindAndOptionMatchesTheDoubleReference) {
           reference_features(kind, wd, xd, c.options, c.with_psi ? psid : Eigen::VectorXd());
       EXPECT_TRUE(near(out, ref, Tol<T>::rel, Tol<T>::abs));
       // apply() into caller buffers gives the same values.
-      RowMatrix<T> out2(this->kN, map.num_features());
+      RowMatrix<T> out2(this->kN, map.feature_dim());
       map.apply(this->x_, out2);
       EXPECT_TRUE(near(out2, out, 0, 0));
     }
@@ -245,7 +245,7 @@ TYPED_TEST(FeatureMapTest, ShapesAndDomainFlagsPerKind) {
     o.input_scale = 0.5;
     const FeatureMap<T> map(row.kind, this->w_, o, this->psi_);
     EXPECT_EQ(map.kind(), row.kind);
-    EXPECT_EQ(map.num_features(), row.features);
+    EXPECT_EQ(map.feature_dim(), row.features);
     EXPECT_EQ(map.log_domain(), row.log_domain);
     EXPECT_EQ(map.nonnegative(), row.nonnegative);
     EXPECT_EQ(map.input_dim(), d);
@@ -257,7 +257,7 @@ TYPED_TEST(FeatureMapTest, ShapesAndDomainFlagsPerKind) {
   // Identity and Exponential need only D: a [0, D] projection is fine.
   for (FeatureKind kind : {FeatureKind::Identity, FeatureKind::Exponential}) {
     const FeatureMap<T> map(kind, RowMatrix<T>(0, d));
-    EXPECT_EQ(map.num_features(), d);
+    EXPECT_EQ(map.feature_dim(), d);
     EXPECT_TRUE(near(map(this->x_), this->x_, 0, 0));  // no options: the input itself
   }
 }
@@ -322,7 +322,7 @@ TYPED_TEST(FeatureMapTest, ApplyWritesOnlyItsBlockOfStridedViews) {
     FeatureMapOptions o;
     o.normalize = kind == FeatureKind::Trig;
     const FeatureMap<T> map(kind, this->w_, o, this->psi_);
-    const Index mf = map.num_features();
+    const Index mf = map.feature_dim();
     RowMatrix<T> big_out = RowMatrix<T>::Constant(n + 2, mf + 7, T(12345));
     auto out_view = big_out.block(1, 3, n, mf);
     auto x_view = big_x.block(1, 2, n, d);
@@ -334,7 +334,7 @@ TYPED_TEST(FeatureMapTest, ApplyWritesOnlyItsBlockOfStridedViews) {
   }
   // Zero rows in, zero rows out.
   const FeatureMap<T> map(FeatureKind::Hyperbolic, this->w_);
-  RowMatrix<T> empty_out(0, map.num_features());
+  RowMatrix<T> empty_out(0, map.feature_dim());
   map.apply(RowMatrix<T>(0, d), empty_out);
   EXPECT_EQ(map(RowMatrix<T>(0, d)).rows(), 0);
 }

@@ -188,7 +188,7 @@ TYPED_TEST(LinearTest, RecurrentStepEqualsCausalForward) {
   linear_attention<T>(map, map, q, k, v, expected, opt, LinearOptions{16, 0});
   for (Index j = 0; j < n; ++j)  // garbage in padded values must not matter
     if (opt.key_padding[j]) v(j, 0) = std::numeric_limits<T>::quiet_NaN();
-  LinearState<T> state(map.num_features(), dv);
+  LinearState<T> state(map.feature_dim(), dv);
   RowMatrix<T> out(n, dv);
   for (Index t = 0; t < n; ++t)
     state.step(map, map, q.row(t), k.row(t), v.row(t), out.row(t), opt.key_padding[t]);
@@ -465,7 +465,7 @@ TYPED_TEST(LinearTest, BadInputThrowsWithUsefulMessage) {
   msg = test::invalid_argument_message(
       [&] { gated_linear_attention<T>(map4, map4, q, k, v, positive_log_gate, out); });
   EXPECT_NE(msg.find("<= 0"), std::string::npos) << msg;
-  LinearState<T> state(map4.num_features(), 2);
+  LinearState<T> state(map4.feature_dim(), 2);
   RowMatrix<T> out_t(1, 2);
   msg = test::invalid_argument_message(
       [&] { state.step(map4, map4, q.topRows(1), k.topRows(1), v.topRows(2), out_t); });
@@ -473,7 +473,7 @@ TYPED_TEST(LinearTest, BadInputThrowsWithUsefulMessage) {
   EXPECT_THROW(LinearState<T>(0, 2), std::invalid_argument);
   // Checked before the buffers are sized (a negative size used to reach Eigen's allocator).
   msg = test::invalid_argument_message([&] { LinearState<T>(-3, 2); });
-  EXPECT_NE(msg.find("num_features must be >= 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("feature_dim must be >= 1"), std::string::npos) << msg;
 }
 
 }  // namespace

@@ -261,7 +261,7 @@ TYPED_TEST(RfaTest, ForwardMatchesIndependentDoubleEvaluation) {
         o.seed = 11;
         o.chunk_size = chunk;
         const Rfa<T> rfa(d, o);
-        ASSERT_EQ(rfa.num_features(), kernel == RfaKernel::Trig ? 512 : 256);
+        ASSERT_EQ(rfa.feature_dim(), kernel == RfaKernel::Trig ? 512 : 256);
         const MatD weights = visibility(c.nq, c.nk, c.causal, opt.key_padding);
         Index ref_guarded = 0;
         const MatD ref =
@@ -973,7 +973,7 @@ TYPED_TEST(RfaTest, DenominatorGuardOnConstructedInputs) {
   RfaOptions o;
   o.den_eps = 1e-3;
   const Rfa<T> rfa(w, o);
-  EXPECT_EQ(rfa.num_features(), 2);
+  EXPECT_EQ(rfa.feature_dim(), 2);
   EXPECT_TRUE((rfa.projection().array() == w.array()).all());
   RowMatrix<T> q(4, 2), k(2, 2), v(2, 2);
   q << T(1), T(0), T(0), T(3), T(-2), T(0), T(0.6), T(0.8);  // x_hat_1 = 1, 0, -1, 0.6
@@ -1132,7 +1132,7 @@ TYPED_TEST(RfaTest, SameSeedSameBitsAndRedrawIsExplicit) {
   EXPECT_TRUE(near(a.projection(), RowMatrix<T>(T(1.3) * orthogonal_projection<T>(m, d, 114)),
                    Tol<T>::rel, 0));
   EXPECT_EQ(a.head_dim(), d);
-  EXPECT_EQ(a.num_features(), 2 * m);
+  EXPECT_EQ(a.feature_dim(), 2 * m);
 
   const RowMatrix<T> first = a.projection();
   a.redraw(115);
@@ -1164,10 +1164,10 @@ TYPED_TEST(RfaTest, SameSeedSameBitsAndRedrawIsExplicit) {
 
   // Default feature count: 128 projections (256 trig features, 128 arc-cosine features).
   EXPECT_EQ(Rfa<T>(d).projection().rows(), 128);
-  EXPECT_EQ(Rfa<T>(d).num_features(), 256);
+  EXPECT_EQ(Rfa<T>(d).feature_dim(), 256);
   RfaOptions ao;
   ao.kernel = RfaKernel::Arccos;
-  EXPECT_EQ(Rfa<T>(d, ao).num_features(), 128);
+  EXPECT_EQ(Rfa<T>(d, ao).feature_dim(), 128);
 }
 
 // ---- 9. bad input ------------------------------------------------------------------------------

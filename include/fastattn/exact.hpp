@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/eigen_threads.hpp"
-#include "fastattn/detail/exact_blocked.hpp"
-#include "fastattn/detail/exact_reference.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/exact/blocked.hpp"
+#include "fastattn/detail/exact/reference.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -32,7 +32,7 @@ enum class ExactKernel {
 /// Configuration of Exact<T>.
 struct ExactOptions {
   ExactKernel kernel = ExactKernel::Blocked;
-  /// Query rows per tile (Br) of the blocked kernel; 0 = default (128). Tuning only.
+  /// Query rows per tile (Br) of the blocked kernel; 0 = default (64). Tuning only.
   Index block_q = 0;
   /// Keys per tile (Bc) of the blocked kernel; 0 = default (256). Tuning only.
   Index block_k = 0;

@@ -85,6 +85,9 @@ using VecD = Eigen::VectorXd;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+/// FavorOptions::optimal_a as a number: NaN when empty (the per-call optimum).
+double optimal_a_or_nan(const FavorOptions& o) { return o.optimal_a.value_or(kNaN); }
+
 // ------------------------------------------------------------------------------------------------
 // Failure reporting: a running description of the input, printed with the failure.
 
@@ -901,14 +904,15 @@ Spec decode_spec(Reader& r, Rng& rng, Kind kind, Index d, bool decoding) {
       o.compat = r.pick(4) != 0 ? FavorCompat::None : static_cast<FavorCompat>(r.pick(5));
       s.caller_projection = r.one_in(8);
       note("Favor(m=", o.num_features, " kernel=", int(o.kernel), " proj=", int(o.projection),
-           " seed=", o.seed, " A=", o.optimal_a, " rescale=", o.rescale, " relu_eps=", o.relu_eps,
+           " seed=", o.seed, " A=", optimal_a_or_nan(o), " rescale=", o.rescale, " relu_eps=", o.relu_eps,
            " chunk=", o.chunk_size, " compat=", int(o.compat), " caller=", s.caller_projection,
            ")");
       Validity& v = s.ctor;
       if (o.num_features < 0) v.invalid("num_features < 0");
       if (o.chunk_size < 0) v.invalid("chunk_size < 0");
-      if (!(std::isnan(o.optimal_a) || o.optimal_a < 0.125)) v.invalid("optimal_a >= 1/8");
-      if (o.kernel == FavorKernel::Optimal && std::isinf(o.optimal_a)) v.invalid("optimal_a inf");
+      const double a = optimal_a_or_nan(o);
+      if (!(std::isnan(a) || a < 0.125)) v.invalid("optimal_a >= 1/8");
+      if (o.kernel == FavorKernel::Optimal && std::isinf(a)) v.invalid("optimal_a inf");
       if (o.kernel == FavorKernel::Smreg && o.projection != Projection::Orthogonal)
         v.invalid("Smreg projection");
       if (o.rescale && o.kernel != FavorKernel::Positive && o.kernel != FavorKernel::Hyperbolic &&
@@ -1163,8 +1167,8 @@ Expect favor_expect(const Favor<T>& f, const MatD& q, const MatD& k, const MatD&
     return linear_expect(fq, fk, v, opt.key_padding, causal, nullptr, 0.0, true, eps, tiny);
   }
   VecD psi = VecD::Ones(d);
-  double a = std::isnan(o.optimal_a) ? 0.0 : o.optimal_a;
-  const bool auto_a = o.kernel == FavorKernel::Optimal && std::isnan(o.optimal_a);
+  double a = std::isnan(optimal_a_or_nan(o)) ? 0.0 : optimal_a_or_nan(o);
+  const bool auto_a = o.kernel == FavorKernel::Optimal && std::isnan(optimal_a_or_nan(o));
   if (o.rescale || auto_a)
     favor_fit(q, k, opt.key_padding, s, o.rescale, auto_a, 1e4 * tiny,
               static_cast<double>(std::numeric_limits<T>::max()) / 4, psi, a);
@@ -1382,7 +1386,7 @@ void forward_case(Reader& r) {
     if constexpr (std::is_same_v<M, Favor<T>>) {
       const FavorOptions& o = method.options();
       const bool data_dependent =
-          o.rescale || (o.kernel == FavorKernel::Optimal && std::isnan(o.optimal_a));
+          o.rescale || (o.kernel == FavorKernel::Optimal && std::isnan(optimal_a_or_nan(o)));
       if (o.compat != FavorCompat::None && opt.scale != 0) v_call.invalid("compat scale");
       if (o.compat == FavorCompat::None && opt.causal && data_dependent)
         v_call.invalid("causal with data-dependent features");
@@ -1615,7 +1619,7 @@ void step_case(Reader& r) {
     } else if constexpr (std::is_same_v<M, Favor<T>>) {
       const FavorOptions& o = method.options();
       if (o.compat != FavorCompat::None) mk.invalid("compat decoding");
-      if (o.rescale || (o.kernel == FavorKernel::Optimal && std::isnan(o.optimal_a)))
+      if (o.rescale || (o.kernel == FavorKernel::Optimal && std::isnan(optimal_a_or_nan(o))))
         mk.invalid("data-dependent decoding");
       if (opt.scale < 0) mk.invalid("negative scale");
       if (std::abs(opt.scale) > 1e6) mk.unknown = true;
@@ -1627,7 +1631,12 @@ void step_case(Reader& r) {
       mk.unknown = true;
       const Index seq_len = eva_len == 0 ? 0 : eva_len == 1 ? n : n + 3;
       if (seq_len == 0 && method.options().num_chunks > 0) mk.invalid("num_chunks unbounded");
-      res = attempt("Eva::make_state", [&] { state.emplace(method.make_state(dv, opt, seq_len)); });
+      res = attempt("Eva::make_state", [&] {
+        if (seq_len > 0)
+          state.emplace(method.make_state(dv, opt, EvaSequenceLength{seq_len}));
+        else
+          state.emplace(method.make_state(dv, opt));
+      });
     }
     judge("make_state", res, mk);
     if (res != Result::Ok) return;

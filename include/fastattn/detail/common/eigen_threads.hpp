@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/eigen_threads.hpp
+/// @file detail/common/eigen_threads.hpp
 /// Keeps Eigen's own GEMM threading off inside fastattn kernels.
 ///
 /// Why: when the user compiles with OpenMP, Eigen parallelizes any product with more than about

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/favor_compat.hpp
+/// @file detail/favor/compat.hpp
 /// FAVOR+ as the reference implementations compute it (docs/spec/favor.md §11), for porting trained
 /// models and for side-by-side comparisons. These formulas carry the references' additive eps
 /// (which biases outputs towards uniform averaging, §6.2) and a key shift over the whole sequence
@@ -13,22 +13,11 @@
 #include <cmath>
 #include <limits>
 
-#include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/favor_options.hpp"
 #include "fastattn/types.hpp"
 
-namespace fastattn {
-
-/// Which reference implementation's FAVOR formulas to reproduce (docs/spec/favor.md §11). `None` is
-/// the library's exact, eps-free formulation; the others exist for parity only.
-enum class FavorCompat {
-  None,
-  PerformerPytorch,  ///< lucidrains/performer-pytorch (kernels Positive and Relu)
-  GoogleJax,         ///< google-research performer/fast_attention/jax (kernel Positive)
-  FastTransformers,  ///< idiap/fast-transformers Favor (kernel Hyperbolic)
-  EvaRepo,           ///< HKUNLP/efficient-attention favorp, the EVA paper's FAVOR+ baseline
-};
-
-namespace detail {
+namespace fastattn::detail {
 
 /// Compat FAVOR: q [Nq, D], k [Nk, D], v [Nk, Dv], projection w [m, D] -> out [Nq, Dv].
 /// `relu` selects performer-pytorch's generalized (ReLU) attention.
@@ -147,5 +136,4 @@ void favor_compat_forward(FavorCompat compat, bool relu, const RowMatrix<T>& w,
   }
 }
 
-}  // namespace detail
-}  // namespace fastattn
+}  // namespace fastattn::detail

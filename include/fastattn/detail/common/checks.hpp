@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/checks.hpp
+/// @file detail/common/checks.hpp
 /// Argument validation shared by every method (implementation detail, no API promise).
 
 #include <cmath>
@@ -41,10 +41,20 @@ bool overlaps(const A& a, const B& b) {
   return a0 < b1 && b0 < a1;
 }
 
+/// "Owner::function" in messages, e.g. {"Favor", "forward"}: streamed only when a check fails, so
+/// naming the caller costs nothing per call. Every check below takes a `const char*` or this.
+struct FunctionName {
+  const char* owner;
+  const char* function;
+};
+inline std::ostream& operator<<(std::ostream& os, FunctionName name) {
+  return os << name.owner << "::" << name.function;
+}
+
 /// Validates opt.scale and opt.alibi_slope: finite, the slope >= 0, and both representable in T
 /// (a double scale of 1e300 would become inf in float and every logit with it).
-template <class T>
-void check_scale_and_slope(const char* method, const AttentionOptions& opt) {
+template <class T, class Name>
+void check_scale_and_slope(const Name& method, const AttentionOptions& opt) {
   constexpr double t_max = static_cast<double>(std::numeric_limits<T>::max());
   FASTATTN_CHECK(
       std::isfinite(opt.scale) && std::abs(opt.scale) <= t_max,
@@ -59,8 +69,8 @@ void check_scale_and_slope(const char* method, const AttentionOptions& opt) {
 /// Validates the arguments every method shares: q [Nq, D], k [Nk, D], v [Nk, Dv], out [Nq, Dv],
 /// D >= 1, a key mask of length Nk (or empty), a finite scale, and an output that does not alias
 /// an input. `method` names the caller in messages, e.g. "Exact::forward".
-template <class T>
-void check_qkv(const char* method, const ConstMatRef<T>& q, const ConstMatRef<T>& k,
+template <class T, class Name>
+void check_qkv(const Name& method, const ConstMatRef<T>& q, const ConstMatRef<T>& k,
                const ConstMatRef<T>& v, const MatRef<T>& out, const AttentionOptions& opt) {
   FASTATTN_CHECK(q.cols() >= 1,
                  method << ": head dimension D of q " << shape(q) << " must be at least 1");

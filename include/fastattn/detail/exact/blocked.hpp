@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/exact_blocked.hpp
+/// @file detail/exact/blocked.hpp
 /// The fast path of exact attention: blocked online softmax (docs/spec/exact.md §7,
 /// FlashAttention-style). Query block x key block tiles; S = (s Q_I) K_J^T and acc += P V_J are
 /// Eigen GEMMs; the running max/sum update is a vectorized pass over the tile. Never materializes
@@ -10,8 +10,8 @@
 #include <cmath>
 #include <limits>
 
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/simd.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/simd/exp.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -35,7 +35,7 @@ struct ExactTile {
   Vector<T> row_sum;      // [Br]      running sum l
   Vector<T> alpha;        // [Br]      exp(m - m_new)
 
-  ExactTile(Index br, Index bc, Index d, Index dv)
+  explicit ExactTile(Index br, Index bc, Index d, Index dv)
       : q_scaled(br, d), s(br, bc), acc(br, dv), row_max(br), row_sum(br), alpha(br) {}
 };
 

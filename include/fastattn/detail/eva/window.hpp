@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/eva_window.hpp
+/// @file detail/eva/window.hpp
 /// The per-window EVA kernel (implementation detail, no API promise): for one window, one GEMM
 /// of its scaled queries against its key slots, one against the chunk summaries k̃, the masks, one
 /// joint row softmax, and two GEMMs (value slots, then β) accumulating into the output rows
@@ -14,9 +14,9 @@
 #include <limits>
 #include <vector>
 
-#include "fastattn/detail/eva_chunks.hpp"
-#include "fastattn/detail/eva_geometry.hpp"
-#include "fastattn/detail/simd.hpp"
+#include "fastattn/detail/eva/chunks.hpp"
+#include "fastattn/detail/eva/geometry.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
@@ -27,7 +27,7 @@ template <class T>
 class EvaWindows {
  public:
   /// q, k [n, D], v [n, Dv]; key_padding [n] or empty; bias [W^k, S_w] or empty; out [n, Dv].
-  EvaWindows(const EvaGeometry& g, const EvaChunkStats<T>& stats, const ConstMatRef<T>& q,
+  explicit EvaWindows(const EvaGeometry& g, const EvaChunkStats<T>& stats, const ConstMatRef<T>& q,
              const ConstMatRef<T>& k, const ConstMatRef<T>& v, const KeyMask& key_padding,
              const RowMatrix<T>& bias, T scale, MatRef<T>& out)
       : g_(g),
@@ -141,13 +141,7 @@ class EvaWindows {
           w, [&](Index c0, Index c1) { logits.middleCols(ns + c0, c1 - c0).setConstant(neg_inf); });
     }
     // 6. Joint softmax over [local, chunk] entries; an empty row gets weight 0 everywhere.
-    for (Index r = 0; r < nq; ++r) {
-      auto row = logits.row(r);
-      const T row_max = row.maxCoeff();
-      row = row.array().unaryExpr(ShiftedExp<T>{row_max}).matrix();
-      const T sum = row.sum();
-      inv_sum_[r] = sum > 0 ? T(1) / sum : T(0);
-    }
+    for (Index r = 0; r < nq; ++r) inv_sum_[r] = softmax_numerators(logits.row(r)).inverse_sum();
     // 7. Two GEMMs (value slots, then beta), the normalization, and a copy to the output rows.
     // The products go to a workspace, not to out: Eigen's small products peel unaligned leading
     // columns into scalar code (no FMA), so writing to out would make the rounding depend on the

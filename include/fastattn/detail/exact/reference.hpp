@@ -1,13 +1,13 @@
 #pragma once
-/// @file detail/exact_reference.hpp
+/// @file detail/exact/reference.hpp
 /// The reference path of exact attention: one query row at a time, materializing that row's
 /// logits (O(Nk) memory). Deliberately plain: it is the anchor the fast kernel is tested against.
 
 #include <cmath>
 #include <limits>
 
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/simd.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -48,27 +48,18 @@ void exact_reference(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const Con
   Vector<T> logits(nk);
   for (Index i = 0; i < nq; ++i) {
     logits.noalias() = k * q.row(i).transpose();
-    T row_max = neg_inf;
     for (Index j = 0; j < nk; ++j) {
       const bool hidden = is_padded(opt.key_padding, j) || (opt.causal && j > i + delta);
-      const T l = hidden ? neg_inf : scale * logits[j] + logit_bias(i, j);
-      logits[j] = l;
-      row_max = std::max(row_max, l);
+      logits[j] = hidden ? neg_inf : scale * logits[j] + logit_bias(i, j);
     }
-    if (row_max == neg_inf) {  // no visible key: the empty-row rule
-      out.row(i).setZero();
-      if (lse.size() != 0) lse[i] = neg_inf;
-      continue;
-    }
-    // Masked entries are -inf and get weight exactly 0; every exponent is <= 0. Only visible keys
-    // enter the sum, so a padded key's value never reaches the output (even if it is not finite).
-    logits = logits.array().unaryExpr(ShiftedExp<T>{row_max}).matrix();
-    const T sum = logits.sum();
+    // Masked entries are -inf and get weight exactly 0. Only visible keys enter the sum, so a
+    // padded key's value never reaches the output (even if it is not finite).
+    const SoftmaxRow<T> row = softmax_numerators(logits);
     out.row(i).setZero();
     for (Index j = 0; j < nk; ++j)
       if (logits[j] != 0) out.row(i) += logits[j] * v.row(j);
-    out.row(i) /= sum;
-    if (lse.size() != 0) lse[i] = row_max + std::log(sum);
+    if (row.visible()) out.row(i) /= row.sum;  // an empty row stays 0 (docs/spec/exact.md §4)
+    if (lse.size() != 0) lse[i] = row.log_sum_exp();
   }
 }
 
@@ -89,15 +80,9 @@ void exact_decode_row(const ConstMatRef<T>& q, const Keys& k, const Values& v, c
       logits[j] -= static_cast<T>(opt.alibi_slope * double(nk - 1 - j));
   for (Index j = 0; j < nk; ++j)
     if (padded[j]) logits[j] = neg_inf;
-  const T row_max = logits.maxCoeff();
-  if (row_max == neg_inf) {
-    out.setZero();
-    return;
-  }
-  logits = logits.array().unaryExpr(ShiftedExp<T>{row_max}).matrix();
-  const T sum = logits.sum();
+  const SoftmaxRow<T> row = softmax_numerators(logits);
   out.row(0).noalias() = logits.transpose() * v;  // the cache stores padded values as zeros
-  out /= sum;
+  if (row.visible()) out /= row.sum;               // an empty row stays 0
 }
 
 }  // namespace fastattn::detail

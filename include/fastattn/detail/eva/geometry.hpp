@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/eva_geometry.hpp
+/// @file detail/eva/geometry.hpp
 /// EVA geometry (implementation detail, no API promise): which tokens form each window's queries
 /// and key slots, which tokens form each chunk, which chunks a window sees, and the domain checks
 /// of docs/spec/eva.md §5.2 (Reference) and §5.3 (Disjoint alignment).
@@ -12,18 +12,10 @@
 #include <cmath>
 
 #include "fastattn/config.hpp"
+#include "fastattn/detail/eva/config.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
-
-/// Eva's options, flattened so that the detail layer does not depend on the public structs.
-struct EvaConfig {
-  Index window = 0, ext = 0, num_chunks = 0, chunk_size = 0;
-  Index grid_height = 0, grid_width = 0;
-  bool disjoint = false;
-
-  bool two_d() const { return grid_height > 0 || grid_width > 0; }
-};
 
 /// Half-open index range [begin, end).
 struct EvaRange {
@@ -163,30 +155,6 @@ struct EvaGeometry {
     return std::min(cols.chunks, i / cols.chunk);
   }
 };
-
-/// Validates the options that do not depend on the input (called by Eva's constructor).
-inline void check_eva_config(const EvaConfig& c) {
-  FASTATTN_CHECK(c.window >= 1, "Eva: options.window must be at least 1, got " << c.window);
-  FASTATTN_CHECK(c.ext >= 0, "Eva: options.ext must be >= 0, got " << c.ext);
-  FASTATTN_CHECK(c.num_chunks >= 0 && c.chunk_size >= 0,
-                 "Eva: options.num_chunks (" << c.num_chunks << ") and options.chunk_size ("
-                                             << c.chunk_size << ") must be >= 0");
-  FASTATTN_CHECK((c.num_chunks > 0) != (c.chunk_size > 0),
-                 "Eva: exactly one of options.num_chunks and options.chunk_size must be set (> 0), "
-                 "got num_chunks = "
-                     << c.num_chunks << ", chunk_size = " << c.chunk_size);
-  if (c.two_d()) {
-    FASTATTN_CHECK(c.grid_height > 0 && c.grid_width > 0,
-                   "Eva: options.grid_height and options.grid_width must both be > 0 for the 2-D "
-                   "mode (or both 0 for 1-D), got "
-                       << c.grid_height << " x " << c.grid_width);
-    FASTATTN_CHECK(c.grid_height % c.window == 0 && c.grid_width % c.window == 0,
-                   "Eva: the 2-D grid " << c.grid_height << " x " << c.grid_width
-                                        << " (options.grid_height x options.grid_width) must be "
-                                           "divisible by options.window = "
-                                        << c.window << " (windows are W x W tiles)");
-  }
-}
 
 /// The geometry of a call on n >= 1 tokens; throws std::invalid_argument (naming `fn`) outside
 /// the domain: Reference §5.2 (configurations the official code rejects or silently truncates)

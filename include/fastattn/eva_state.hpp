@@ -1,23 +1,19 @@
 #pragma once
-/// @file detail/eva_state.hpp
-/// The causal EVA decoding state, Eva<T>::State (docs/spec/eva.md §6; implementation detail, no API
-/// promise beyond the public members). Reproduces the parallel causal forward token by token:
-/// blocked windows (not a sliding window) and chunks published when the first token of the next
-/// chunk arrives.
+/// @file eva_state.hpp
+/// The causal EVA decoding state, Eva<T>::State (docs/spec/eva.md §6). Reproduces the parallel
+/// causal forward token by token: blocked windows (not a sliding window) and chunks published
+/// when the first token of the next chunk arrives.
 
 #include <algorithm>
 #include <limits>
 
-#include "fastattn/detail/eva_chunks.hpp"
-#include "fastattn/detail/simd.hpp"
+#include "fastattn/config.hpp"
+#include "fastattn/detail/eva/chunks.hpp"
+#include "fastattn/detail/eva/config.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn {
-template <class T>
-class Eva;
-}  // namespace fastattn
-
-namespace fastattn::detail {
 
 /// Per-head causal decoding state of Eva<T>. Make it with Eva::make_state, feed it with Eva::step.
 /// Holds the current window's keys and values (at most W + e rows), the partial chunk's rows
@@ -26,18 +22,57 @@ namespace fastattn::detail {
 template <class T>
 class EvaState {
  public:
+  /// An empty state; a usable one comes from Eva::make_state.
   EvaState() = default;
+
+  /// A state for `config` (the Eva's resolved options) on heads of width head_dim and values of
+  /// width value_dim, with chunk length `chunk`, at most `max_tokens` tokens (0 = unbounded) and
+  /// logit scale `scale`. Eva::make_state validates these; use it rather than this constructor.
+  explicit EvaState(const detail::EvaConfig& config, Index head_dim, Index value_dim, Index chunk,
+           Index max_tokens, T scale)
+      : d_(head_dim),
+        dv_(value_dim),
+        window_(config.window),
+        ext_(config.ext),
+        chunk_(chunk),
+        max_tokens_(max_tokens),
+        disjoint_(config.disjoint),
+        scale_(scale) {
+    const Index cap = window_ + ext_;
+    buf_k_.resize(cap, d_);
+    buf_v_.resize(cap, dv_);
+    buf_pad_.resize(cap);
+    part_q_.resize(chunk_, d_);
+    part_k_.resize(chunk_, d_);
+    part_v_.resize(chunk_, dv_);
+    part_pad_.resize(chunk_);
+    q_scaled_.resize(d_);
+    chunk_ws_.reserve(d_, dv_, chunk_);
+    grow(max_tokens_ > 0 ? max_tokens_ / chunk_ + 1 : 4);
+  }
 
   /// Number of tokens consumed so far.
   Index tokens() const { return t_; }
+  /// Head dimension D of the queries and keys.
+  Index head_dim() const { return d_; }
   /// Value dimension Dv of the outputs.
   Index value_dim() const { return dv_; }
   /// Chunk length L.
   Index chunk_length() const { return chunk_; }
+  /// The most tokens this state accepts (0 = unbounded).
+  Index max_tokens() const { return max_tokens_; }
+  /// The logit scale s.
+  T scale() const { return scale_; }
   /// Number of published (complete) chunks.
   Index published_chunks() const { return done_; }
   /// Chunks that fit without reallocation.
   Index chunk_capacity() const { return kt_.rows(); }
+  /// True when the state was made for an Eva with this configuration and head dimension.
+  bool made_for(const detail::EvaConfig& config, Index head_dim) const {
+    return d_ == head_dim && window_ == config.window && ext_ == config.ext &&
+           disjoint_ == config.disjoint &&
+           (config.chunk_size > 0 ? chunk_ == config.chunk_size : max_tokens_ > 0);
+  }
   /// Reserves room for a sequence of `total_tokens` tokens, so that step() never allocates up to
   /// that length. Without it, the chunk storage grows geometrically.
   void reserve(Index total_tokens) {
@@ -46,57 +81,16 @@ class EvaState {
     if (needed > chunk_capacity()) grow(needed);
   }
 
- private:
-  template <class>
-  friend class ::fastattn::Eva;
-
-  void init(Index d, Index dv, Index window, Index ext, Index chunk, Index max_tokens,
-            bool disjoint, T scale) {
-    d_ = d;
-    dv_ = dv;
-    window_ = window;
-    ext_ = ext;
-    chunk_ = chunk;
-    max_tokens_ = max_tokens;
-    disjoint_ = disjoint;
-    scale_ = scale;
-    const Index cap = window + ext;
-    buf_k_.resize(cap, d);
-    buf_v_.resize(cap, dv);
-    buf_pad_.resize(cap);
-    part_q_.resize(chunk, d);
-    part_k_.resize(chunk, d);
-    part_v_.resize(chunk, dv);
-    part_pad_.resize(chunk);
-    q_scaled_.resize(d);
-    chunk_ws_.reserve(d, dv, chunk);
-    grow(max_tokens > 0 ? max_tokens / chunk + 1 : 4);
-  }
-
-  /// Reallocates the chunk storage to `capacity` rows, keeping the published ones.
-  void grow(Index capacity) {
-    RowMatrix<T> kt(capacity, d_), beta(capacity, dv_);
-    Vector<T> offset(capacity);
-    if (done_ > 0) {
-      kt.topRows(done_) = kt_.topRows(done_);
-      beta.topRows(done_) = beta_.topRows(done_);
-      offset.head(done_) = offset_.head(done_);
-    }
-    kt_.swap(kt);
-    beta_.swap(beta);
-    offset_.swap(offset);
-    logits_.resize(window_ + ext_ + capacity);
-  }
-
-  /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]. Arguments are validated.
-  void step(const EvaChunkRule<T>& rule, const RowMatrix<T>& bias, const ConstMatRef<T>& q_t,
+  /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv], with the chunk rule and local bias
+  /// of the Eva that made the state. Eva::step validates the arguments and calls this.
+  void step(const detail::EvaChunkRule<T>& rule, const RowMatrix<T>& bias, const ConstMatRef<T>& q_t,
             const ConstMatRef<T>& k_t, const ConstMatRef<T>& v_t, bool padded, MatRef<T>& out_t) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     const Index t = t_;
     // 1. Publish the chunk that the previous token completed (spec §6 step 1).
     if (t > 0 && t % chunk_ == 0) {
       if (done_ == chunk_capacity()) grow(2 * chunk_capacity());
-      finalize_eva_chunk<T>(rule, part_q_.topRows(part_count_), part_k_.topRows(part_count_),
+      detail::finalize_eva_chunk<T>(rule, part_q_.topRows(part_count_), part_k_.topRows(part_count_),
                             part_v_.topRows(part_count_), part_pad_.data(), chunk_, chunk_ws_, kt_,
                             beta_, offset_, done_);
       ++done_;
@@ -154,14 +148,28 @@ class EvaState {
       if (disjoint_) chunks += offset_.head(nc);
     }
     auto all = logits_.head(m + nc);
-    const T row_max = all.maxCoeff();
-    all = all.array().unaryExpr(ShiftedExp<T>{row_max}).matrix();
-    const T sum = all.sum();
+    const T inverse_sum = detail::softmax_numerators(all).inverse_sum();
     auto out = out_t.row(0);
     out.noalias() = local.transpose() * buf_v_.topRows(m);
     if (nc > 0) out.noalias() += chunks.transpose() * beta_.topRows(nc);
-    out *= sum > 0 ? T(1) / sum : T(0);
+    out *= inverse_sum;
     ++t_;
+  }
+
+ private:
+  /// Reallocates the chunk storage to `capacity` rows, keeping the published ones.
+  void grow(Index capacity) {
+    RowMatrix<T> kt(capacity, d_), beta(capacity, dv_);
+    Vector<T> offset(capacity);
+    if (done_ > 0) {
+      kt.topRows(done_) = kt_.topRows(done_);
+      beta.topRows(done_) = beta_.topRows(done_);
+      offset.head(done_) = offset_.head(done_);
+    }
+    kt_.swap(kt);
+    beta_.swap(beta);
+    offset_.swap(offset);
+    logits_.resize(window_ + ext_ + capacity);
   }
 
   // Configuration.
@@ -184,7 +192,7 @@ class EvaState {
   Index done_ = 0;
   // Workspaces.
   Vector<T> q_scaled_, logits_;
-  EvaChunkWorkspace<T> chunk_ws_;
+  detail::EvaChunkWorkspace<T> chunk_ws_;
 };
 
-}  // namespace fastattn::detail
+}  // namespace fastattn

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/eva_chunks.hpp
+/// @file detail/eva/chunks.hpp
 /// EVA chunk statistics (implementation detail, no API promise): per chunk the adaptive summary
 /// k̃_c, the proposal mean μ_c, the control-variate coefficient β_c and the logit offset
 /// (docs/spec/eva.md §3.2 steps 3-5, §3.4 step 2, §5.3). One function finalizes one chunk from its rows;
@@ -9,37 +9,14 @@
 #include <limits>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/eva_geometry.hpp"
-#include "fastattn/detail/simd.hpp"
+#include "fastattn/detail/eva/geometry.hpp"
+#include "fastattn/detail/eva/projection.hpp"
+#include "fastattn/eva_options.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
+#include "fastattn/features.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
-
-/// A view of an optional adaptive projection x -> LayerNorm?(x W^T + b); identity when `weight`
-/// is null. LayerNorm (when `ln_gamma` is non-null): biased variance, eps 1e-5.
-template <class T>
-struct EvaMap {
-  const RowMatrix<T>* weight = nullptr;  // [D, D]
-  const Vector<T>* bias = nullptr;       // [D]
-  const Vector<T>* ln_gamma = nullptr;   // [D] or null
-  const Vector<T>* ln_beta = nullptr;    // [D] (with ln_gamma)
-
-  /// x [D] -> y [D]; x and y must be distinct. Does not allocate.
-  void apply(const Vector<T>& x, Vector<T>& y) const {
-    if (weight == nullptr) {
-      y = x;
-      return;
-    }
-    y.noalias() = *weight * x;  // (x W^T)^T = W x^T
-    y += *bias;
-    if (ln_gamma == nullptr) return;
-    const T mean = y.mean();
-    y.array() -= mean;
-    const T var = y.squaredNorm() / static_cast<T>(y.size());
-    y *= T(1) / std::sqrt(var + static_cast<T>(1e-5));
-    y.array() = y.array() * ln_gamma->array() + ln_beta->array();
-  }
-};
 
 /// The per-call constants of chunk finalization.
 template <class T>
@@ -134,22 +111,14 @@ void finalize_eva_chunk(const EvaChunkRule<T>& rule, const ConstMatRef<T>& q,
   const ConstMatRef<T> vr =
       any_padded ? ConstMatRef<T>(ws.v_rows.topRows(count)) : ConstMatRef<T>(vv);
   // Proposal log-weights a_t = s (mu.k_t - |k_t|^2 / 2), softmax over the chunk's valid slots.
+  // These are the positive log-features of k_t at w = mu (features.hpp), times s.
   auto a = ws.logits.head(count);
-  a.noalias() = kr * ws.mu;
-  a = rule.scale * (a - T(0.5) * kr.rowwise().squaredNorm());
-  const T a_max = a.maxCoeff();
-  a = a.array().unaryExpr(ShiftedExp<T>{a_max}).matrix();
-  const T sum = a.sum();
+  positive_log_features<T>(kr, ws.mu.transpose(), a);
+  a *= rule.scale;
+  const SoftmaxRow<T> weights = softmax_numerators(a);
   beta.row(c).noalias() = a.transpose() * vr;
-  beta.row(c) /= sum;
+  beta.row(c) /= weights.sum;
 }
-
-/// Every chunk's statistics for one call: kt [C', D], mu [C', D], beta [C', Dv], offset [C'].
-template <class T>
-struct EvaChunkStats {
-  RowMatrix<T> kt, mu, beta;
-  Vector<T> offset;
-};
 
 /// q, k [n, D], v [n, Dv], key padding [n] or empty -> the statistics of every chunk of `g`, in
 /// one pass over the chunks.

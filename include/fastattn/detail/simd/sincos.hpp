@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/sincos.hpp
+/// @file detail/simd/sincos.hpp
 /// Vectorized joint sine and cosine for float and double (Eigen 3.4 vectorizes only float sin/cos,
 /// and separately: the range reduction would be done twice).
 ///
