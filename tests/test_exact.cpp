@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "reference/exact.hpp"
 #include "support.hpp"
 
 namespace fastattn {
@@ -15,8 +16,7 @@ namespace {
 
 using test::near;
 using test::random_matrix;
-using test::reference_attention;
-using test::RefSpec;
+namespace ref = test::ref;
 using test::Tol;
 
 // Every semantic test runs for each kernel; TinyBlocks makes small problems span many tiles, so
@@ -47,13 +47,13 @@ class ExactTest : public ::testing::Test {
     Mat out(q.rows(), v.cols());
     Vector<Scalar> lse(q.rows());
     method.forward(q, k, v, out, opt, bias, lse);
-    RefSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
-                 opt.alibi_slope};
+    const ref::ExactSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
+                              opt.alibi_slope};
     Eigen::VectorXd ref_lse;
-    const RowMatrix<double> ref =
-        reference_attention(q.template cast<double>(), k.template cast<double>(),
-                            v.template cast<double>(), spec, &ref_lse);
-    EXPECT_TRUE(near(out, ref, Tol<Scalar>::rel, Tol<Scalar>::abs));
+    const RowMatrix<double> expected =
+        ref::exact_attention(q.template cast<double>(), k.template cast<double>(),
+                             v.template cast<double>(), spec, &ref_lse);
+    EXPECT_TRUE(near(out, expected, Tol<Scalar>::rel, Tol<Scalar>::abs));
     for (Index i = 0; i < q.rows(); ++i) {
       if (std::isinf(ref_lse[i])) {
         EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "row " << i << " lse " << lse[i];
