@@ -23,7 +23,6 @@ namespace {
 namespace ref = test::ref;
 using test::near;
 using test::random_matrix;
-using test::Tol;
 using MatD = RowMatrix<double>;
 
 /// What FAVOR's reference features need: kernel, logit scale s, FAVOR++ A, ReLU eps, rescaling

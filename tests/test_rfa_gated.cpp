@@ -16,15 +16,14 @@
 namespace fastattn {
 namespace {
 
-namespace ref = test::ref;
-using test::dbl;
-using test::kRfaAbs;
+using MatD = RowMatrix<double>;
+using test::RfaTest;
 using test::kRfaRel;
+using test::kRfaAbs;
+using test::dbl;
 using test::near;
 using test::random_matrix;
-using test::RfaTest;
-using test::Tol;
-using MatD = RowMatrix<double>;
+namespace ref = test::ref;
 
 TYPED_TEST_SUITE(RfaTest, test::RfaTypes);
 
@@ -76,7 +75,7 @@ TYPED_TEST(RfaTest, GatedMatchesUnrolledRecurrenceForEveryChunkSize) {
           }
         // The log-gate overload with the same log g is the same computation.
         rfa.forward_gated_log(q, k, v, log_gates, out_log, opt);
-        EXPECT_TRUE(near(out_log, out, Tol<T>::rel, Tol<T>::abs)) << where;
+        EXPECT_TRUE(near(out_log, out, test::Tol<T>::rel, test::Tol<T>::abs)) << where;
         // causal = true changes nothing (it is implied).
         AttentionOptions causal_opt = opt;
         causal_opt.causal = true;
@@ -137,7 +136,7 @@ TYPED_TEST(RfaTest, GatedSpecialCases) {
     gates[0] = T(0.4);
     rfa.forward_gated(q, k, v, gates, out);
     for (Index t = 0; t < n; ++t)
-      EXPECT_TRUE(near(out.row(t), v.row(0), 10 * Tol<T>::rel, 10 * Tol<T>::abs))
+      EXPECT_TRUE(near(out.row(t), v.row(0), 10 * test::Tol<T>::rel, 10 * test::Tol<T>::abs))
           << "chunk " << chunk << " t " << t;
 
     // Constant gate g0: out_t = sum_j (1 - g0) g0^(t - j) K_tj v_j / sum_j (1 - g0) g0^(t - j)
@@ -166,7 +165,7 @@ TYPED_TEST(RfaTest, GatedSpecialCases) {
     gates.setConstant(static_cast<T>(1e-30));
     rfa.forward_gated(q, q, v, gates, out);
     ASSERT_TRUE(test::all_finite(out)) << "chunk " << chunk;
-    EXPECT_TRUE(near(out, v, 10 * Tol<T>::rel, 10 * Tol<T>::abs)) << "chunk " << chunk;
+    EXPECT_TRUE(near(out, v, 10 * test::Tol<T>::rel, 10 * test::Tol<T>::abs)) << "chunk " << chunk;
   }
 }
 
