@@ -134,23 +134,16 @@ MatD rfa_target(const MatD& q, const MatD& k, const MatD& v, const AttentionOpti
   return Exact<double>()(q.rowwise().normalized(), k.rowwise().normalized(), v, target_opt);
 }
 
-/// The output of `method` at setting s: approximations in float, reference lines in double.
+/// The output of `method` at setting s: approximations in float (methods.hpp's make_method), the
+/// reference lines in double (baselines.hpp).
 MatD run_method(const std::string& method, const Setting& s, const MatD& q, const MatD& k,
-                const MatD& v, const AttentionOptions& opt, std::uint64_t seed, double sigma) {
+                const MatD& v, const AttentionOptions& opt, std::uint64_t seed) {
   if (method == "uniform") return uniform_attention<double>(q.rows(), v, opt);
   if (method == "oracle top-k") return oracle_topk_attention<double>(q, k, v, s.k, opt);
   if (method == "window only") return window_only_attention<double>(q, k, v, s.window, 0, opt);
   const RowMatrix<float> qf = q.cast<float>(), kf = k.cast<float>(), vf = v.cast<float>();
   RowMatrix<float> out(q.rows(), v.cols());
-  if (method == "RFA") {
-    RfaOptions ro;
-    ro.num_features = projections(method_info(method), s.m);
-    ro.sigma = sigma;
-    ro.seed = seed;
-    Rfa<float>(q.cols(), ro).forward(qf, kf, vf, out, opt);
-  } else {
-    make_method<float>(method, q.cols(), s, q.rows(), opt.causal, seed)(qf, kf, vf, out, opt);
-  }
+  make_method<float>(method, q.cols(), s, q.rows(), opt.causal, seed)(qf, kf, vf, out, opt);
   return out.cast<double>();
 }
 
@@ -202,12 +195,19 @@ std::vector<Setting> settings_for(const MethodInfo& info, const std::vector<Inde
                                   const std::vector<Index>& windows, const std::vector<Index>& ks) {
   std::vector<Setting> out;
   const std::string param = info.params.empty() ? "" : info.params.front();
+  auto each = [&](const std::vector<Index>& values, Index Setting::*field) {
+    for (Index value : values) {
+      Setting s;
+      s.*field = value;
+      out.push_back(s);
+    }
+  };
   if (param == "m")
-    for (Index m : ms) out.push_back({m, 0, 0});
+    each(ms, &Setting::m);
   else if (param == "window")
-    for (Index w : windows) out.push_back({0, w, 0});
+    each(windows, &Setting::window);
   else if (param == "k")
-    for (Index k : ks) out.push_back({0, 0, k});
+    each(ks, &Setting::k);
   else if (param.empty())
     out.push_back({});
   else
@@ -319,7 +319,8 @@ int run(int argc, char** argv) {
   for (Regime& r : regimes) {
     r.n_sweep = n_default;
     r.d = d;
-    r.defaults = {m_default, kEvaWindow, kEvaWindow};
+    r.defaults.m = m_default;
+    r.defaults.window = r.defaults.k = kEvaWindow;
     r.samples = std::to_string(seeds) + " seeds";
   }
   for (Index l = 0; l < Index(real.layers.size()); ++l) {
@@ -333,7 +334,7 @@ int run(int argc, char** argv) {
     r.layer = l;
     r.n_sweep = real.tokens;
     r.d = layer.head_dim;
-    r.defaults = {32, 32, 32};
+    r.defaults.m = r.defaults.window = r.defaults.k = 32;  // a quarter of the 128 tokens
     r.samples = std::to_string(real.sequences.size()) + " sequences × " +
                 std::to_string(layer.num_heads) + " heads";
     r.description = "real attention: layer " + std::to_string(l) +
@@ -376,7 +377,7 @@ int run(int argc, char** argv) {
          << json_string(g.real ? "10th-90th percentile over (sequence, head)" : "min-max over seeds")
          << ", \"defaults\": {\"m\": " << g.defaults.m << ", \"window\": " << g.defaults.window
          << ", \"k\": " << g.defaults.k << "}, \"exact_flops\": "
-         << json_number(model_flops("Exact", g.n_sweep, g.d, Setting{}, false))
+         << json_number(model_flops("Exact", g.n_sweep, g.d, Setting(), false))
          << (g.real ? ", \"source\": \"bench/data/real_attention/PROVENANCE.md\"" : "") << "}";
   }
   json << "\n  ],\n  \"results\": [";
@@ -396,9 +397,10 @@ int run(int argc, char** argv) {
           const MatD exact = Exact<double>()(x.q, x.k, x.v, opt);
           const double sigma = rfa_sigma(x.q, x.k, rows);
           const std::uint64_t seed = 7000 + std::uint64_t(100 * regime.layer + 4 * s + h);
-          for (Point& p : points)
-            p.stats.add(run_method(p.method, p.setting, x.q, x.k, x.v, opt, seed, sigma), exact,
-                        rows);
+          for (Point& p : points) {
+            p.setting.sigma = sigma;
+            p.stats.add(run_method(p.method, p.setting, x.q, x.k, x.v, opt, seed), exact, rows);
+          }
         }
       }
       for (const Point& p : points) writer.result(regime, p, real.tokens, false);
@@ -428,10 +430,11 @@ int run(int argc, char** argv) {
           const MatD exact = Exact<double>()(x.q, x.k, x.v, opt);
           const double sigma = rfa_sigma(x.q, x.k, n);
           const MatD rfa_exact = rfa_target(x.q, x.k, x.v, opt, sigma);
-          for (Point& p : points)
-            p.stats.add(
-                run_method(p.method, p.setting, x.q, x.k, x.v, opt, 5000 + std::uint64_t(s), sigma),
-                p.method == "RFA" ? rfa_exact : exact, n);
+          for (Point& p : points) {
+            p.setting.sigma = sigma;
+            p.stats.add(run_method(p.method, p.setting, x.q, x.k, x.v, opt, 5000 + std::uint64_t(s)),
+                        p.method == "RFA" ? rfa_exact : exact, n);
+          }
         }
         for (const Point& p : points) writer.result(regime, p, n, causal);
         std::fprintf(stderr, "accuracy: %-10s N=%-5ld %s done (%.1f s)\n", regime.name.c_str(),

@@ -41,9 +41,10 @@ inline Index eva_chunks(const EvaOptions& o, Index n) {
 
 /// One setting of a method: the values of its parameters (MethodInfo::params; 0 = unused).
 struct Setting {
-  Index m = 0;       ///< features (random-feature methods)
-  Index window = 0;  ///< EVA's window W (EVA, window only)
-  Index k = 0;       ///< keys kept (oracle top-k)
+  Index m = 0;          ///< features (random-feature methods)
+  Index window = 0;     ///< EVA's window W (EVA, window only)
+  Index k = 0;          ///< keys kept (oracle top-k)
+  double sigma = 1.0;   ///< RFA's sigma (the accuracy sweep sets it from the data)
 };
 
 /// How many keys per query a setting computes exactly, or how many features it uses: the
@@ -110,6 +111,7 @@ make_method(const std::string& name, Index d, const Setting& s, Index n, bool ca
     RfaOptions ro;
     ro.seed = seed;
     ro.num_features = projections(method_info(name), s.m);
+    ro.sigma = s.sigma;
     return wrap(Rfa<T>(d, ro));
   }
   if (name == "EVA-Reference" || name == "EVA-Disjoint")
@@ -125,7 +127,10 @@ std::function<void(ConstMatRef<T>, ConstMatRef<T>, ConstMatRef<T>, MatRef<T>,
                    const AttentionOptions&)>
 make_method(const std::string& name, Index d, Index m, Index n, bool causal,
             std::uint64_t seed = 0) {
-  return make_method<T>(name, d, Setting{m, kEvaWindow, 0}, n, causal, seed);
+  Setting s;
+  s.m = m;
+  s.window = kEvaWindow;
+  return make_method<T>(name, d, s, n, causal, seed);
 }
 
 /// Flop model of one forward pass at setting s (the numbers the GFLOP/s counters use; D = Dv),
@@ -157,7 +162,10 @@ inline double model_flops(const std::string& name, Index n, Index d, const Setti
 
 /// model_flops with feature count m and EVA's default window (the throughput benchmarks).
 inline double model_flops(const std::string& name, Index n, Index d, Index m, bool causal) {
-  return model_flops(name, n, d, Setting{m, kEvaWindow, 0}, causal);
+  Setting s;
+  s.m = m;
+  s.window = kEvaWindow;
+  return model_flops(name, n, d, s, causal);
 }
 
 }  // namespace fastattn::bench
