@@ -20,11 +20,12 @@
 namespace fastattn::bench {
 
 /// Exact: error 0 by definition; Approximation: compared with exact attention; Baseline: a
-/// reference line (uniform: ignore the keys).
+/// reference line (uniform: ignore the keys; oracle top-k: selection alone; window only: EVA's
+/// window without its chunk terms; bench/baselines.hpp computes them).
 enum class Role { Exact, Approximation, Baseline };
 
 /// Which flop model applies (model_flops in methods.hpp computes it; cost_text states it).
-enum class CostModel { Quadratic, RandomFeatures, Eva, Mean };
+enum class CostModel { Quadratic, RandomFeatures, Eva, Mean, Oracle, Window };
 
 struct MethodInfo {
   std::string name;                 ///< as in benchmark names, labels and accuracy results
@@ -32,7 +33,9 @@ struct MethodInfo {
   Role role;
   bool swept;                       ///< in the standard sweeps (false: one reference point)
   std::string target;               ///< what its error is measured against
-  std::vector<std::string> params;  ///< sweep parameters that change it ("m", "window", ...)
+  /// Sweep parameters that change it ("m", "window", "k"); the first is the one the accuracy
+  /// sweep varies, and its value is the setting's budget (methods.hpp: budget()).
+  std::vector<std::string> params;
   double projections_per_feature;   ///< m' = this * m projections for m features (0: none)
   CostModel cost;
   std::string color;                ///< the report's colour (Okabe-Ito: colour-blind safe)
@@ -56,7 +59,9 @@ inline const std::vector<MethodInfo>& method_table() {
        Role::Approximation, true, "softmax", {"m"}, 1, CostModel::RandomFeatures, "#009E73",
        "triangle", "docs/spec/favor.md"},
       {"RFA", "random Fourier features (sin/cos pairs) of l2-normalized q, k, m/2 projections",
-       Role::Approximation, true, "cosine-softmax (RFA's own target)", {"m"}, 0.5,
+       Role::Approximation, true,
+       "cosine-softmax (RFA's own target) on synthetic inputs; softmax on real attention", {"m"},
+       0.5,
        CostModel::RandomFeatures, "#E69F00", "triangle-down", "docs/spec/rfa.md"},
       {"EVA-Reference", "EVA: exact local window plus control-variate chunk estimates",
        Role::Approximation, true, "softmax", {"window", "chunks"}, 0, CostModel::Eva, "#D55E00",
@@ -66,6 +71,15 @@ inline const std::vector<MethodInfo>& method_table() {
        "cross", "docs/spec/eva.md"},
       {"Exact-reference", "exact attention, the plain reference kernel", Role::Exact, false,
        "softmax", {}, 0, CostModel::Quadratic, "#777777", "circle-open", "docs/spec/exact.md"},
+      {"oracle top-k",
+       "selection alone: exact softmax over each query's k largest logits among its visible keys, "
+       "renormalized (k = m for random features, k = W for EVA)",
+       Role::Baseline, true, "softmax", {"k"}, 0, CostModel::Oracle, "#332288", "circle", ""},
+      {"window only",
+       "EVA's exact local window without its chunk terms: softmax over the keys of the query's "
+       "window",
+       Role::Baseline, true, "softmax", {"window"}, 0, CostModel::Window, "#882255", "circle",
+       "docs/spec/eva.md"},
       {"uniform", "ignore the keys: every query gets the mean of the visible values",
        Role::Baseline, true, "softmax", {}, 0, CostModel::Mean, "#999999", "circle", ""},
   };
@@ -88,6 +102,10 @@ inline std::string cost_text(CostModel cost) {
              "contractions; causal: + 2 N C (m + D + 1) for the intra-chunk products, C = 32";
     case CostModel::Eva: return "4 N D (W + C) for window W and C chunks (causal: C/2)";
     case CostModel::Mean: return "N D";
+    case CostModel::Oracle:
+      return "a reference, not a fast method: it needs every logit (4 N^2 D) to find the k "
+             "largest";
+    case CostModel::Window: return "4 N D W (W + 2e key slots per query; e = 0 here)";
   }
   return "";
 }

@@ -1,11 +1,13 @@
 """--check: re-reads the written page and lists what is incomplete or unclean in it."""
 from __future__ import annotations
 
+import html
 import re
 from typing import Optional
 
 from .data import Report
 from .fmt import esc
+from .peers import implementations
 from .sections import shown_sections
 
 
@@ -16,6 +18,43 @@ def section_chunk(page: str, sid: str) -> Optional[str]:
         return None
     end = page.find("<h2 ", start + 1)
     return page[start:end if end > 0 else len(page)]
+
+
+def panel_lines(chunk: str) -> dict[str, set[str]]:
+    """regime -> the methods drawn in its panel (the panel divs' data-regime / data-lines)."""
+    return {html.unescape(regime): set(html.unescape(lines).split("|"))
+            for regime, lines in re.findall(r'<div class="panel" data-regime="([^"]*)" '
+                                            r'data-lines="([^"]*)"', chunk)}
+
+
+def check_regimes(page: str, rep: Report) -> list[str]:
+    """Every regime of the sweep (at least one of real attention) in the headline table, in
+    words and with a panel in "Error vs budget"; every reference line (role baseline) measured
+    and drawn in every regime."""
+    problems = []
+    regimes = [r.name for r in rep.acc.regimes]
+    if not any(r.real for r in rep.acc.regimes):
+        problems.append("no real-attention regime in the accuracy sweep (kind \"real\")")
+    header = re.search(r'<table id="headline-table">.*?</thead>', page, re.S)
+    words = section_chunk(page, "regimes") or ""
+    panels = panel_lines(section_chunk(page, "err-budget") or "")
+    for regime in regimes:
+        if header is None or f"<th>{esc(regime)}</th>" not in header.group(0):
+            problems.append(f"regime missing from the headline table: {regime}")
+        if f'data-regime="{esc(regime)}"' not in words:
+            problems.append(f"regime missing from the regime-by-regime section: {regime}")
+        if regime not in panels:
+            problems.append(f"regime missing from Error vs budget: {regime}")
+    for line in rep.meta.baselines():
+        for regime in regimes:
+            n = rep.acc.n_of(regime)
+            if not any(k[0] == regime and k[1] == line and k[3] == n for k in rep.acc.results):
+                problems.append(f"reference line missing: {line} has no result in {regime} at "
+                                f"N = {n}")
+            elif regime in panels and line not in panels[regime]:
+                problems.append(f"reference line not drawn: {line} in the {regime} panel of "
+                                "Error vs budget")
+    return problems
 
 
 def check_page(path: str, methods: list[str], rep: Report) -> list[str]:
@@ -29,6 +68,13 @@ def check_page(path: str, methods: list[str], rep: Report) -> list[str]:
             problems.append(f"missing section heading: {sec.title}")
         elif sec.has_chart and "<svg" not in chunk:
             problems.append(f"no chart (<svg>) in section: {sec.title}")
+    problems += check_regimes(page, rep)
+    if rep.peers is not None:
+        chunk = section_chunk(page, "peers") or ""
+        for impl in implementations(rep.peers):
+            name = esc(str(impl.get("name") or impl["id"]))
+            if f'data-method="{name}"' not in chunk:
+                problems.append(f"implementation missing from the peers table: {name}")
     match = re.search(r'<table id="headline-table">(.*?)</table>', page, re.S)
     if not match:
         problems.append("no headline table")

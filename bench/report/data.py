@@ -186,12 +186,41 @@ def parse_bench(data: dict, meta: Methods) -> BenchRun:
 
 @dataclass
 class ErrStat:
-    """Relative Frobenius error of one (regime, method, m, N, causal) point over the seeds."""
-    mean: float
+    """Relative Frobenius error of one (regime, method, setting, N, causal) point: its value (the
+    mean over seeds on synthetic inputs, the error pooled over every valid row of every
+    (sequence, head) on real attention), its spread (lo-hi: min-max over seeds, or the 10th-90th
+    percentile over (sequence, head)), and what it was measured against."""
+    value: float
     std: Optional[float]
     lo: Optional[float]
     hi: Optional[float]
     target: str
+    statistic: str = "mean"  # "mean" (over seeds) or "pooled"
+    setting: str = ""  # "m = 64", "W = 32, 4 chunks", "k = 32"; "" without parameters
+    budget: int = 0  # features m, window W or oracle k; 0 without parameters
+    flops: Optional[float] = None  # model flops of one forward pass of one head
+
+
+@dataclass
+class Regime:
+    """An input regime of the accuracy sweep: synthetic (seeded random inputs) or real attention
+    (a trained model's per-head q, k, v); the N of its budget sweep, and the setting of its
+    headline cells."""
+    name: str
+    description: str = ""
+    kind: str = "synthetic"
+    n: Optional[int] = None  # the N of its budget sweep (None: the sweep's N_default)
+    d: Optional[int] = None
+    samples: str = ""  # what the spread is over ("4 seeds", "20 sequences × 4 heads")
+    spread: str = "min–max over seeds"
+    defaults: dict[str, int] = field(default_factory=dict)  # param -> value ("m", "window", "k")
+    exact_flops: Optional[float] = None
+    source: str = ""
+
+    @property
+    def real(self) -> bool:
+        """True for real attention."""
+        return self.kind == "real"
 
 
 @dataclass
@@ -199,9 +228,8 @@ class Accuracy:
     """The accuracy sweep."""
     build: dict
     config: dict
-    regimes: list[tuple[str, str]]
-    results: dict[tuple, ErrStat]
-    targets: dict[str, str]
+    regimes: list[Regime]
+    results: dict[tuple, ErrStat]  # (regime, method, budget, N, causal)
     meta: Methods  # the methods of every input (data.merged_methods)
 
     @property
@@ -209,50 +237,110 @@ class Accuracy:
         """Every method in the sweep, in display order."""
         return self.meta.order(k[1] for k in self.results)
 
-    def get(self, regime: str, method: str, m: int, n: int, causal: bool = False
+    def regime(self, name: str) -> Regime:
+        """The regime called name (a bare one if the sweep did not describe it)."""
+        return next((r for r in self.regimes if r.name == name), Regime(name))
+
+    def n_of(self, regime: str) -> int:
+        """The N of a regime's budget sweep."""
+        return self.regime(regime).n or config_int(self.config, "N_default", 1024)
+
+    def default(self, regime: str, method: str) -> int:
+        """The budget of a method's headline setting in a regime (its first parameter at the
+        regime's default; 0 without parameters)."""
+        param = self.meta.param(method)
+        if not param:
+            return 0
+        defaults = self.regime(regime).defaults
+        if param in defaults:
+            return int(defaults[param])
+        # Sweeps without per-regime defaults: the config's, else the sweep's documented ones
+        # (m = 256, EVA's window 64; the oracle at the window's k).
+        window = config_int(self.config, "window_default", 64)
+        return {"m": config_int(self.config, "m_default", 256), "window": window,
+                "k": window}.get(param, 0)
+
+    def get(self, regime: str, method: str, budget: int, n: int, causal: bool = False
             ) -> Optional[ErrStat]:
-        """The error at this point; m is ignored for methods that do not use features."""
-        hit = self.results.get((regime, method, m, n, causal))
-        if hit is None and not self.meta.uses_m(method):
+        """The error at this point; a method without parameters matches any budget."""
+        hit = self.results.get((regime, method, budget, n, causal))
+        if hit is None and not self.meta.param(method):
             hit = self.results.get((regime, method, 0, n, causal))
         return hit
 
-    def ms(self, regime: str, method: str, n: int, causal: bool = False) -> list[int]:
-        """The feature counts swept for this method at N = n."""
+    def at_default(self, regime: str, method: str, n: Optional[int] = None,
+                   causal: bool = False) -> Optional[ErrStat]:
+        """The error at the method's headline setting in this regime (N: the regime's own)."""
+        n = self.n_of(regime) if n is None else n
+        return self.get(regime, method, self.default(regime, method), n, causal) or \
+            self.results.get((regime, method, 0, n, causal))  # older sweeps: one setting, 0
+
+    def budgets(self, regime: str, method: str, n: int, causal: bool = False) -> list[int]:
+        """The budgets (m, W or k) swept for this method at N = n."""
         return sorted(k[2] for k in self.results
                       if k[0] == regime and k[1] == method and k[3] == n and k[4] == causal)
 
-    def ns(self, regime: str, method: str, m: int) -> list[int]:
-        """The sequence lengths swept for this method at feature count m (non-causal)."""
-        m_key = m if self.meta.uses_m(method) else 0
+    def ns(self, regime: str, method: str) -> list[int]:
+        """The sequence lengths swept for this method at its headline setting (non-causal)."""
+        budget = self.default(regime, method)
         return sorted(k[3] for k in self.results
-                      if k[0] == regime and k[1] == method and k[2] == m_key and not k[4])
+                      if k[0] == regime and k[1] == method and not k[4]
+                      and (k[2] == budget or (k[2] == 0 and not self.meta.param(method))))
+
+    def other_targets(self, method: str) -> dict[str, list[str]]:
+        """The targets other than softmax this method's errors are measured against, with the
+        regimes where they are."""
+        out: dict[str, list[str]] = {}
+        for (regime, meth, *_), err in self.results.items():
+            if meth == method and err.target != "softmax" and regime not in out.get(err.target, []):
+                out.setdefault(err.target, []).append(regime)
+        return out
+
+
+def parse_regime(g: dict) -> Regime:
+    """One entry of accuracy.json's "regimes"."""
+    defaults = g.get("defaults") if isinstance(g.get("defaults"), dict) else {}
+    n, d = finite(g.get("N")), finite(g.get("D"))
+    kind = str(g.get("kind") or "synthetic")
+    spread = str(g.get("spread") or ("10th–90th percentile over (sequence, head)" if
+                                     kind == "real" else "min–max over seeds"))
+    return Regime(str(g.get("name")), str(g.get("description") or ""), kind,
+                  int(n) if n else None, int(d) if d else None, str(g.get("samples") or ""),
+                  spread.replace("-", "–") if "percentile" in spread or "min-max" in spread
+                  else spread,
+                  {str(k): int(v) for k, v in defaults.items() if finite(v) is not None},
+                  finite(g.get("exact_flops")), str(g.get("source") or ""))
 
 
 def parse_accuracy(data: dict, meta: Methods) -> Accuracy:
-    """Reads accuracy.json; results without a finite mean error are skipped."""
+    """Reads accuracy.json (schema fastattn-accuracy-2, or -1 where every method had one setting
+    and the budget was m); results without a finite error are skipped."""
     results: dict[tuple, ErrStat] = {}
-    targets: dict[str, str] = {}
     for r in data.get("results") or []:
         if not isinstance(r, dict):
             continue
         err = r.get("rel_error") if isinstance(r.get("rel_error"), dict) else {}
-        mean = finite(err.get("mean"))
-        n, m = finite(r.get("N")), finite(r.get("m"))
-        if mean is None or n is None or m is None or not r.get("method"):
+        value = finite(err.get("value", err.get("mean")))
+        n = finite(r.get("N"))
+        budget = finite(r.get("budget", r.get("m")))
+        if value is None or n is None or budget is None or not r.get("method"):
             continue
-        target = str(r.get("target") or "softmax")
-        targets[str(r["method"])] = target
-        key = (str(r.get("regime")), str(r["method"]), int(m), int(n), bool(r.get("causal")))
-        results[key] = ErrStat(mean, finite(err.get("std")), finite(err.get("min")),
-                               finite(err.get("max")), target)
-    regimes = [(str(g.get("name")), str(g.get("description") or ""))
-               for g in data.get("regimes") or [] if isinstance(g, dict) and g.get("name")]
-    known = {name for name, _ in regimes}
-    regimes += [(name, "") for name in sorted({k[0] for k in results} - known)]
+        statistic = str(err.get("statistic") or "mean")
+        pooled = statistic == "pooled"
+        key = (str(r.get("regime")), str(r["method"]), int(budget), int(n), bool(r.get("causal")))
+        results[key] = ErrStat(value, finite(err.get("std")),
+                               finite(err.get("p10" if pooled else "min")),
+                               finite(err.get("p90" if pooled else "max")),
+                               str(r.get("target") or "softmax"), statistic,
+                               str(r.get("setting") or ""), int(budget),
+                               finite(r.get("model_flops")))
+    regimes = [parse_regime(g) for g in data.get("regimes") or []
+               if isinstance(g, dict) and g.get("name")]
+    known = {g.name for g in regimes}
+    regimes += [Regime(name) for name in sorted({k[0] for k in results} - known)]
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     build = data.get("build") if isinstance(data.get("build"), dict) else {}
-    return Accuracy(build, config, regimes, results, targets, meta)
+    return Accuracy(build, config, regimes, results, meta)
 
 
 @dataclass
@@ -265,6 +353,7 @@ class Report:
     n_head: int  # the headline N (the accuracy sweep's N_timed)
     n_default: int  # the N of the headline errors
     m_default: int
+    peers: Optional[dict] = None  # peers.json of scripts/bench-peers.sh, if given
     failures: list[str] = field(default_factory=list)
 
 

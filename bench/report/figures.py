@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -207,11 +208,18 @@ class Panel:
 
     def errbar(self, x: float, mean: float, lo: Optional[float], hi: Optional[float], col: str,
                dx: float = 0.0) -> None:
-        """A vertical min-max bar with caps (none if the mean itself is off scale)."""
-        if lo is None or hi is None or lo <= 0 or not self.fits(mean):
+        """A vertical spread bar with caps (none if the value itself is off scale); ends beyond
+        the y range are clipped at the edge."""
+        if lo is None or hi is None or not self.fits(mean):
             return
-        self.ax.plot([x, x], [lo, hi], color=col, linewidth=1.0, alpha=0.8, marker="_",
-                     markersize=5, markeredgewidth=1.0, transform=self.shift(dx), zorder=3)
+        ends = [y for y in (lo, hi) if self.ylo <= y <= self.yhi]  # capped: not clipped
+        lo, hi = max(lo, self.ylo), min(hi, self.yhi)
+        self.ax.plot([x, x], [lo, hi], color=col, linewidth=1.0, alpha=0.8,
+                     transform=self.shift(dx), zorder=3)
+        if ends:
+            self.ax.plot([x] * len(ends), ends, linestyle="none", color=col, alpha=0.8,
+                         marker="_", markersize=5, markeredgewidth=1.0, transform=self.shift(dx),
+                         zorder=3)
 
     def hline(self, y: Optional[float], col: str, label: str) -> None:
         """A dashed horizontal line across the panel, labelled in the right margin."""
@@ -355,60 +363,113 @@ def error_figure(methods: Methods, title: str, x_label: str,
                  series: dict[str, dict[int, ErrStat]], flat: dict[str, ErrStat]) -> Figure:
     """Error curves (x -> ErrStat per method, x on a log2 axis) with min-max bars over seeds, plus
     dashed horizontal lines for the methods in `flat` (independent of x)."""
-    values = [e.mean for s in series.values() for e in s.values()] + \
-        [e.mean for e in flat.values()]
+    values = [e.value for s in series.values() for e in s.values()] + \
+        [e.value for e in flat.values()]
     inliers = value_range(values)
+    # Bars widen the range up to 3x the largest and down to 1/5 of the smallest value; beyond,
+    # they are clipped at the panel's edge (a 10th percentile of 0 would stretch a log axis).
     bars = [v for s in series.values() for e in s.values() for v in (e.lo, e.hi)
-            if e.mean in inliers and v is not None and v <= max(inliers, default=0) * 3]
+            if e.value in inliers and v is not None
+            and min(inliers, default=0) / 5 <= v <= max(inliers, default=0) * 3]
     panel = Panel(methods, title, x_label, "relative error ‖O − O*‖F / ‖O*‖F",
                   [x for s in series.values() for x in s], inliers + bars)
     for i, (method, s) in enumerate(series.items()):
         col = methods.color(method)
         dx = (i - (len(series) - 1) / 2) * 1.9  # points: keeps overlapping error bars apart
         line_only = methods.info(method).role == "baseline"  # reference lines: dashed
-        panel.line([(x, e.mean) for x, e in s.items()], col, 1.5, line_only, dx)
+        panel.line([(x, e.value) for x, e in s.items()], col, 1.5, line_only, dx)
         for x, e in sorted(s.items()):
-            panel.errbar(x, e.mean, e.lo, e.hi, col, dx)
+            panel.errbar(x, e.value, e.lo, e.hi, col, dx)
             if not line_only:
-                panel.marker(x, e.mean, method, dx=dx)
-        last = s[max(s)].mean
+                panel.marker(x, e.value, method, dx=dx)
+        last = s[max(s)].value
         if panel.fits(last):
             panel.label_end(last, method, col)
     for method, e in flat.items():
-        panel.hline(e.mean, methods.color(method), method)
+        panel.hline(e.value, methods.color(method), method)
     return panel.render("error")
 
 
 @dataclass
 class ParetoPoint:
-    """One method at one feature count: forward time (ms) and error."""
-    time_ms: float
+    """One method at one setting: its cost (forward time in ms, or model flops relative to
+    exact attention's), its error, and its setting's label ("m=64", "W=32"; "" without one)."""
+    x: float
     error: ErrStat
     method: str
-    m: int
+    label: str = ""
 
 
 def pareto_figure(methods: Methods, title: str, points: list[ParetoPoint],
                   front: list[tuple[float, float]], baseline: Optional[float],
-                  exact_time: Optional[float]) -> Figure:
-    """Error against time: the Pareto front as a shaded staircase from the baseline down to
-    Exact's time, the baseline as a dashed line, Exact (error 0) as a vertical line, each point
-    with its min-max bar and its feature count m."""
-    inliers = value_range([p.error.mean for p in points] + [baseline])
-    panel = Panel(methods, title, "time per forward (ms)", "relative error",
-                  [p.time_ms for p in points] + [exact_time], inliers, x_pow2=False)
+                  exact_x: Optional[float], x_label: str = "time per forward (ms)",
+                  exact_label: str = "Exact (error 0)", label_dominated: bool = True) -> Figure:
+    """Error against cost: the Pareto front as a shaded staircase from the baseline down to
+    Exact's cost, the baseline as a dashed line, Exact (error 0) as a vertical line, each point
+    with its spread bar and its setting (label_dominated False: only below the baseline)."""
+    inliers = value_range([p.error.value for p in points] + [baseline])
+    panel = Panel(methods, title, x_label, "relative error",
+                  [p.x for p in points] + [exact_x], inliers, x_pow2=False)
     stairs = [(panel.xlo, baseline if baseline is not None else front[0][1])] if front else []
     for t, e in front:
         stairs += [(t, stairs[-1][1]), (t, e)]
-    if front and exact_time:
-        stairs += [(exact_time, front[-1][1]), (exact_time, panel.ylo)]
+    if front and exact_x:
+        stairs += [(exact_x, front[-1][1]), (exact_x, panel.ylo)]
     panel.band(stairs, "#000000")
     panel.hline(baseline, methods.color(BASELINE), BASELINE)
-    panel.vline(exact_time, methods.color(EXACT), "Exact (error 0)")
+    panel.vline(exact_x, methods.color(EXACT), exact_label)
     for p in points:
         col = methods.color(p.method)
-        panel.errbar(p.time_ms, p.error.mean, p.error.lo, p.error.hi, col)
-        panel.marker(p.time_ms, p.error.mean, p.method, 6.5)
-        if methods.uses_m(p.method):
-            panel.note(p.time_ms, p.error.mean, str(p.m), col, dx=5, dy=4)
+        panel.errbar(p.x, p.error.value, p.error.lo, p.error.hi, col)
+        panel.marker(p.x, p.error.value, p.method, 6.5)
+        if p.label and (label_dominated or baseline is None or p.error.value < baseline):
+            panel.note(p.x, p.error.value, p.label, col, dx=5, dy=4)
     return panel.render("pareto")
+
+
+def peers_figure(bars: dict[str, dict[tuple[bool, int], float]], ns: list[int],
+                 x_label: str) -> str:
+    """Horizontal bars, one row per implementation, one bar per N, non-causal and causal side by
+    side: bars[name][(causal, N)] = value (% of peak). fastattn's rows are drawn in black."""
+    names = list(bars)
+    shades = ["#9ecae1", "#3182bd", "#08519c", "#08306b"]
+    height = 90 + 26 * len(names) * max(1, len(ns)) ** 0.5
+    with matplotlib.rc_context(RC):
+        fig = MplFigure(figsize=(WIDE[0] * PX, height * PX))
+        top = max((v for b in bars.values() for v in b.values()), default=1.0) * 1.12
+        axes = fig.subplots(1, 2, sharey=True)
+        fig.subplots_adjust(left=0.2, right=0.98, top=1 - 52 / height, bottom=42 / height,
+                            wspace=0.08)
+        step = 0.8 / max(1, len(ns))
+        for ax, causal in zip(axes, (False, True)):
+            for row, name in enumerate(names):
+                ours = name.startswith("fastattn")
+                for j, n in enumerate(ns):
+                    value = bars[name].get((causal, n))
+                    y = row + (j - (len(ns) - 1) / 2) * step
+                    if value is None:
+                        ax.text(0.5, y, "—", va="center", fontsize=FONT - 1, color="#777777")
+                        continue
+                    col = "#222222" if ours else shades[j % len(shades)]
+                    if ours and j == 0:
+                        col = "#777777"
+                    ax.barh(y, value, height=step * 0.9, color=col)
+                    ax.text(value + top * 0.01, y, f"{fmt_num(value, 2)} %", va="center",
+                            fontsize=FONT - 1, color="#222222")
+            ax.set_title("Causal" if causal else "Non-causal", loc="left", fontsize=10,
+                         fontweight="bold")
+            ax.set_xlim(0, top)
+            ax.set_xlabel(x_label, fontsize=9)
+            ax.grid(True, axis="x", color=GRID, linewidth=0.7)
+            ax.set_axisbelow(True)
+            ax.tick_params(labelsize=FONT, length=3, width=0.6)
+        axes[0].set_yticks(range(len(names)))
+        axes[0].set_yticklabels([textwrap.fill(name, 26) for name in names], fontsize=FONT)
+        axes[0].invert_yaxis()
+        handles = [Line2D([], [], linewidth=6, color=shades[j % len(shades)],
+                          label=f"N = {n}") for j, n in enumerate(ns)]
+        handles.append(Line2D([], [], linewidth=6, color="#777777",
+                              label="fastattn (grey, black: the same N order)"))
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.2, 1.0),
+                   ncol=len(handles), frameon=False, fontsize=FONT)
+        return to_svg(fig, "peers:" + "|".join(names), "implementations: share of the FMA peak")

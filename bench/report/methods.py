@@ -5,7 +5,7 @@ report holds no table of methods."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional
 
 EXACT = "Exact"  # the method every time is compared with
 BASELINE = "uniform"  # the flag baseline: ignore the keys, output the mean of the values
@@ -65,6 +65,22 @@ class Methods:
         """Distinct names in display order; unknown ones alphabetically before the baseline."""
         unknown = self._rank.get(BASELINE, len(self.infos)) - 0.5
         return sorted(set(names), key=lambda m: (self._rank.get(m, unknown), m))
+
+    def param(self, name: str) -> str:
+        """The parameter the accuracy sweep varies for this method ("m", "window", "k"; "" if
+        none): its first one."""
+        params = self.info(name).params
+        return params[0] if params else ""
+
+    def baselines(self) -> list[str]:
+        """The reference lines the inputs describe (role baseline), in display order."""
+        return [info.name for info in self.infos if info.role == "baseline"]
+
+    def reference(self, param: str) -> Optional[str]:
+        """The reference line that varies `param` ("k": the oracle top-k, "window": EVA's window
+        alone), or None."""
+        return next((info.name for info in self.infos
+                     if info.role == "baseline" and info.params[:1] == (param,)), None)
 
     def uses_m(self, name: str) -> bool:
         """True if the method's cost and error depend on the feature count m."""

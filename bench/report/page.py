@@ -8,7 +8,7 @@ import sys
 
 from .data import Report
 from .fmt import DASH, esc
-from .sections import conclusion, footnotes, headline_table, shown_sections
+from .sections import conclusion, footnotes, headline_table, picks_table, shown_sections
 from .tables import table_markdown
 
 CSS = """
@@ -35,6 +35,10 @@ small { color: #666; } .lead { font-size: 16px; background: #eef5fb; padding: 10
 .panel { width: 540px; } .wide { margin: 8px 0 14px; } svg { max-width: 100%; height: auto; }
 pre { background: #f5f5f5; padding: 10px; overflow-x: auto; font-size: 13px; }
 nav { font-size: 14px; } nav a { margin-right: 12px; }
+#picks-table td:nth-child(2), #picks-table td:nth-child(3) { text-align: left; white-space: normal; }
+#peers-table th[scope=row] { white-space: normal; }
+table.kv th[scope=row] { white-space: normal; min-width: 9em; }
+.regime h3 small { font-weight: normal; }
 """
 
 
@@ -81,4 +85,6 @@ def render_markdown(rep: Report) -> str:
     """The headline table, its notes and conclusion as GitHub markdown."""
     notes = "\n".join(f"- {n}".replace("✗ shaded", "⚠") for n in footnotes(rep))
     lead = re.sub(r"</?b>", "**", conclusion(rep))
-    return f"{table_markdown(headline_table(rep))}\n\n{notes}\n\n{html.unescape(lead)}\n"
+    picks = table_markdown(picks_table(rep))
+    return (f"{table_markdown(headline_table(rep))}\n\n{notes}\n\n{html.unescape(lead)}\n\n"
+            f"{picks}\n")

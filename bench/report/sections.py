@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from . import figures
-from .analysis import (D_MAIN, crossover, forward_methods, forward_sweep, headline_picks,
-                       pareto_front)
+from .analysis import (D_MAIN, and_list, crossover, forward_methods, forward_sweep,
+                       headline_picks, param_word, pareto_front, regime_findings)
 from .data import BenchRun, Report, arg
 from .fmt import DASH, esc, finite, fmt_n, fmt_num, fmt_ratio, fmt_time, ratio
 from .methods import BASELINE, EXACT
+from .peers import section_peers
 from .tables import FLAG_TITLE, Cell, Table, error_cell, simple_table, table_html
 
 
@@ -30,17 +31,16 @@ def largest_n_cell(method: str, times: dict[int, float], exact: dict[int, float]
 
 
 def headline_table(rep: Report) -> Table:
-    """Per method: time and speedup at N_head and the largest N, crossover, errors per regime."""
+    """Per method: time and speedup at N_head and the largest N, crossover, errors per regime (at
+    the method's headline setting in that regime)."""
     methods = rep.meta.order(forward_methods(rep.bench) + rep.acc.methods)
     largest = any(max(forward_sweep(rep.bench, m, c, rep.m_default), default=0) > rep.n_head
                   for m in methods for c in (False, True))
     time_cols = [f"N = {rep.n_head}"] + (["largest N"] if largest else []) + ["faster than Exact"]
-    columns = ["Method"] + time_cols * 2 + [r for r, _ in rep.acc.regimes]
-    n_seeds = finite(rep.acc.config.get("seeds"))
-    seeds = f"{fmt_n(n_seeds)} seeds" if n_seeds else "seeds"
+    columns = ["Method"] + time_cols * 2 + [r.name for r in rep.acc.regimes]
     groups = [(f"Non-causal time (float, D = {D_MAIN}, m = {rep.m_default})", len(time_cols)),
               ("Causal time", len(time_cols)),
-              (f"Relative error, N = {rep.n_default}, non-causal (mean ± std over {seeds})",
+              ("Relative error, non-causal, at each regime's headline setting (notes below)",
                len(rep.acc.regimes))]
     rows = []
     for method in methods:
@@ -61,12 +61,31 @@ def headline_table(rep: Report) -> Table:
                 cells.append(largest_n_cell(method, times, exact))
             cells.append(Cell(crossover(times, exact).text if rep.meta.is_approximation(method)
                               else DASH))
-        for regime, _ in rep.acc.regimes:
-            base = rep.acc.get(regime, BASELINE, 0, rep.n_default)
-            cells.append(error_cell(rep.acc.get(regime, method, rep.m_default, rep.n_default),
-                                    base, method, rep.meta))
+        for regime in rep.acc.regimes:
+            n = rep.acc.n_of(regime.name)
+            base = rep.acc.at_default(regime.name, BASELINE, n)
+            err = rep.acc.at_default(regime.name, method, n)
+            # The reference lines' settings differ between regimes: say which.
+            cells.append(error_cell(err, base, method, rep.meta,
+                                    show_setting=rep.meta.info(method).role == "baseline"))
         rows.append((method, cells))
     return Table(columns, rows, groups, "headline-table")
+
+
+def regime_settings_note(rep: Report) -> list[str]:
+    """One note per group of regimes with the same N and headline setting."""
+    groups: dict[str, list[str]] = {}
+    for r in rep.acc.regimes:
+        n = rep.acc.n_of(r.name)
+        shown = ", ".join(f"{param_word(p)} = {v}" for p, v in r.defaults.items())
+        if not shown:
+            shown = f"m = {rep.m_default}"
+        stat = ("pooled error over every valid query row [10th–90th percentile over "
+                f"(sequence, head)], {r.samples}" if r.real else
+                f"mean ± std over {r.samples or 'seeds'}")
+        size = f"N ≤ {n} tokens" if r.real else f"N = {n}"
+        groups.setdefault(f"{size}, {shown}; {stat}", []).append(r.name)
+    return [f"{and_list(names)}: {text}." for text, names in groups.items()]
 
 
 def footnotes(rep: Report) -> list[str]:
@@ -74,50 +93,112 @@ def footnotes(rep: Report) -> list[str]:
     notes = [f"✗ shaded: {FLAG_TITLE}.",
              "“faster than Exact”: the N above which the method is faster, interpolated "
              "log-log between the benchmarked N."]
-    for method, target in sorted(rep.acc.targets.items()):
-        if target != "softmax":
-            notes.append(f"† {method}'s error is measured against {target}, not against softmax "
-                         "attention like the others: not directly comparable (the flag still "
-                         "compares it with the softmax baseline).")
+    notes += ["Errors: " + n for n in regime_settings_note(rep)]
+    for method in rep.acc.methods:
+        for target, regimes in rep.acc.other_targets(method).items():
+            notes.append(f"† {method}'s error is measured against {target} on "
+                         f"{and_list(regimes)}, not against softmax attention like the others: "
+                         "not directly comparable (the flag still compares it with the softmax "
+                         "baseline).")
     shown = rep.meta.order(forward_methods(rep.bench) + rep.acc.methods)
-    without_m = [m for m in shown if not rep.meta.uses_m(m) and m != BASELINE]
+    without_m = [m for m in shown if not rep.meta.uses_m(m) and m != BASELINE
+                 and rep.meta.info(m).role != "baseline"]
     if without_m:
         notes.append(f"{and_list(without_m)} do not use m.")
-    if BASELINE in shown and rep.meta.info(BASELINE).label:
-        notes.append(f"{BASELINE} ({rep.meta.info(BASELINE).label}).")
+    for name in rep.meta.baselines():
+        if name in shown and rep.meta.info(name).label:
+            notes.append(f"{name}: {rep.meta.info(name).label}.")
     return notes
 
 
-def and_list(items: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+def pick_text(rep: Report, p) -> str:
+    """One regime's pick in words (HTML), for the conclusion."""
+    refs = [f"{fmt_num(p.baseline.value)} for ignoring the keys"] if p.baseline else []
+    if p.oracle is not None:
+        refs.append(f"{fmt_num(p.oracle.value)} for the oracle top-{p.oracle_k}")
+    setting = f" ({esc(p.error.setting)})" if p.error.setting else ""
+    if p.by_time:
+        exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(rep.n_head)
+        speed = ratio(exact_t, p.time_ms)
+        cost = (f"{fmt_ratio(speed)} {'faster than' if speed >= 1 else 'the speed of'} Exact"
+                if speed else fmt_time(p.time_ms))
+    else:
+        cost = (f"{fmt_num(100 * p.flops_share, 2)} % of exact attention's flops"
+                if p.flops_share else f"≤ {p.budget} keys or features")
+    return (f"<b>{esc(p.method)}</b>{setting} on {esc(p.regime)} ({cost}; error "
+            f"{fmt_num(p.error.value)} vs {', '.join(refs)})")
 
 
 def conclusion(rep: Report) -> str:
-    """The headline's one-sentence conclusion (HTML), from the picks of analysis.headline_picks."""
+    """The headline's conclusion (HTML), from the picks of analysis.headline_picks."""
     picks = headline_picks(rep)
-    exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(rep.n_head)
-    wins, losses = [], []
-    for p in picks:
-        if p.method is None:
-            losses.append(p.regime)
-            continue
-        speed = ratio(exact_t, p.time_ms)
-        speed_text = (f"{fmt_ratio(speed)} {'faster than' if speed >= 1 else 'the speed of'} Exact"
-                      if speed else f"{fmt_time(p.time_ms)}")
-        wins.append(f"<b>{esc(p.method)}</b> on {esc(p.regime)} inputs ({speed_text}; error "
-                    f"{fmt_num(p.error.mean)} vs {fmt_num(p.baseline.mean)} for ignoring the keys)")
-    if not wins and not losses:
+    if not picks:
         return "No conclusion: the inputs hold no comparable timings and errors."
-    if not wins:
-        return ("No approximation of softmax attention beats the uniform baseline on any regime "
-                f"(error at N = {rep.n_default}).")
-    text = (f"At N = {rep.n_head} (float, non-causal, m = {rep.m_default}) the fastest "
-            f"approximation of softmax attention whose error (at N = {rep.n_default}) beats the "
-            "uniform baseline is " + "; ".join(wins))
-    if losses:
-        text += f"; on {' and '.join(esc(r) for r in losses)} inputs no approximation beats it"
-    return text + "."
+    out = []
+    timed = [p for p in picks if p.by_time]
+    budget = [p for p in picks if not p.by_time]
+    if timed:
+        wins = [pick_text(rep, p) for p in timed if p.method]
+        losses = [p.regime for p in timed if not p.method]
+        if wins:
+            text = (f"At N = {rep.n_head} (float, non-causal, m = {rep.m_default}) the fastest "
+                    f"approximation of softmax attention whose error (at N = {rep.n_default}) "
+                    "beats the uniform baseline is " + "; ".join(wins))
+            if losses:
+                text += f"; on {and_list([esc(r) for r in losses])} no approximation beats it"
+            out.append(text + ".")
+        else:
+            out.append("No approximation of softmax attention beats the uniform baseline on "
+                       f"{and_list([esc(p.regime) for p in timed])} (error at N = "
+                       f"{rep.n_default}).")
+    if budget:
+        limits = sorted({p.budget for p in budget})
+        wins = [pick_text(rep, p) for p in budget if p.method]
+        losses = [p.regime for p in budget if not p.method]
+        lead = (f"With at most {'/'.join(map(str, limits))} keys computed exactly or features "
+                "per query, the most accurate approximation that beats ignoring the keys is ")
+        if wins:
+            text = lead + "; ".join(wins)
+            if losses:
+                text += f"; on {and_list([esc(r) for r in losses])} none does"
+            out.append(text + ".")
+        else:
+            out.append(f"On {and_list([esc(p.regime) for p in budget])} no approximation within "
+                       "that budget beats ignoring the keys.")
+    return " ".join(out)
+
+
+def picks_table(rep: Report) -> Table:
+    """Per regime: the headline's pick, its cost, its error next to the reference lines."""
+    rows = []
+    exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(rep.n_head)
+    for p in headline_picks(rep):
+        if p.by_time:
+            rule = f"fastest below uniform at N = {rep.n_head}"
+        else:
+            rule = f"most accurate with ≤ {p.budget} keys or features per query"
+        if p.method is None:
+            rows.append((p.regime, [Cell(rule), Cell("none beats uniform"), Cell(), Cell(),
+                                    error_cell(p.baseline, None, BASELINE, rep.meta),
+                                    Cell(), Cell()]))
+            continue
+        if p.by_time:
+            speed = ratio(exact_t, p.time_ms)
+            cost = Cell(fmt_time(p.time_ms), f"{fmt_ratio(speed)} vs Exact" if speed else "")
+        else:
+            cost = Cell(f"{fmt_num(100 * p.flops_share, 2)} %" if p.flops_share else DASH,
+                        "of exact's model flops")
+        oracle = Cell(DASH) if p.oracle is None else \
+            Cell(fmt_num(p.oracle.value), f"k = {p.oracle_k}" +
+                 (" ≥ N: exact" if p.oracle.value == 0 else ""))
+        window = Cell(DASH) if p.window is None else \
+            Cell(fmt_num(p.window.value), p.window.setting)
+        rows.append((p.regime, [Cell(rule), Cell(p.method, p.error.setting), cost,
+                                error_cell(p.error, p.baseline, p.method, rep.meta),
+                                error_cell(p.baseline, None, BASELINE, rep.meta),
+                                oracle, window]))
+    return Table(["Regime", "Chosen as", "Method", "Cost", "Error", "uniform",
+                  "oracle top-k", "window only"], rows, table_id="picks-table")
 
 
 def section_headline(rep: Report) -> str:
@@ -125,7 +206,33 @@ def section_headline(rep: Report) -> str:
     notes = "".join(f"<li>{esc(n)}</li>" for n in footnotes(rep))
     return (f'<div class="scroll">{table_html(headline_table(rep))}</div>'
             f'<ul class="notes">{notes}</ul>'
-            f'<p class="lead">{conclusion(rep)}</p>')
+            f'<p class="lead">{conclusion(rep)}</p>'
+            "<h3>Best per regime, next to the reference lines</h3>"
+            f'<div class="scroll">{table_html(picks_table(rep))}</div>'
+            '<p class="caption">oracle top-k: exact softmax over each query\'s k largest logits '
+            "(k = the method's m, or its window W), i.e. what choosing the right keys alone "
+            "gives; window only: EVA's window without its chunk terms. Neither is a fast method; "
+            "they show how much of the error a better choice of keys would remove.</p>")
+
+
+def section_regimes(rep: Report) -> str:
+    """What a user should take from each regime, in words (from analysis.regime_findings)."""
+    out = []
+    for r in rep.acc.regimes:
+        kind = "real attention" if r.real else "synthetic"
+        n = rep.acc.n_of(r.name)
+        source = (f' Provenance: <code>{esc(r.source)}</code>.' if r.source else "")
+        findings = " ".join(esc(t) for t in regime_findings(rep, r.name))
+        how = (f"Errors: pooled over every valid query row of {r.samples}; spread: {r.spread}."
+               if r.real else f"Errors: mean over {r.samples or 'seeds'}; spread: {r.spread}.")
+        out.append(f'<div class="regime" data-regime="{esc(r.name)}"><h3>{esc(r.name)} '
+                   f'<small>({kind}, N {"≤" if r.real else "="} {n}, non-causal)</small></h3>'
+                   f'<p>{findings}</p><p class="caption">{esc(r.description)}. {esc(how)}'
+                   f'{source}</p>'
+                   "</div>")
+    if not out:
+        return '<p class="missing">No accuracy results in this run.</p>'
+    return "".join(out)
 
 
 def section_methods(rep: Report) -> str:
@@ -168,130 +275,212 @@ def section_time(rep: Report) -> str:
             "marks where a method's line crosses it (N interpolated log-log).</p>")
 
 
-def regime_caption(rep: Report, regime: str, description: str, fig: figures.Figure,
-                   shown: Iterable[str]) -> str:
+def regime_caption(rep: Report, regime: str, fig: figures.Figure, shown: Iterable[str],
+                   extra: str = "") -> str:
     """The text under an error panel: the regime, off-scale values, target notes."""
-    text = description.strip() or "no description"
+    r = rep.acc.regime(regime)
+    text = r.description.strip() or "no description"
     parts = [f"<b>{esc(regime)}</b>: {esc(text)}" + ("" if text.endswith(".") else ".")]
+    if extra:
+        parts.append(extra)
     if fig.offscale:
         parts.append("Off scale (↑): " + esc(", ".join(fig.offscale)) + ".")
     for method in shown:
-        target = rep.acc.targets.get(method, "softmax")
-        if target != "softmax":
-            parts.append(f"{esc(method)}: error against {esc(target)}, not softmax.")
+        for target, regimes in rep.acc.other_targets(method).items():
+            if regime in regimes:
+                parts.append(f"{esc(method)}: error against {esc(target)}, not softmax.")
     return '<p class="caption">' + " ".join(parts) + "</p>"
 
 
+def panel_div(body: str, regime: str, lines: Iterable[str]) -> str:
+    """One panel; data-regime and data-lines (the methods drawn) let --check find it."""
+    return (f'<div class="panel" data-regime="{esc(regime)}" '
+            f'data-lines="{esc("|".join(lines))}">{body}</div>')
+
+
 def panels_html(items: list[str]) -> str:
-    """Panels side by side, wrapping on narrow screens."""
-    return '<div class="panels">' + "".join(f'<div class="panel">{p}</div>' for p in items) + \
-        "</div>"
+    """Panels side by side, wrapping on narrow screens (items: panel_div or plain HTML)."""
+    return '<div class="panels">' + "".join(
+        p if p.startswith('<div class="panel"') else f'<div class="panel">{p}</div>'
+        for p in items) + "</div>"
 
 
-def section_error_vs_m(rep: Report) -> str:
-    """Section 3: error vs feature count m at N_default, one panel per regime."""
-    acc, n = rep.acc, rep.n_default
+def spread_extras(rep: Report) -> list[tuple[str, str]]:
+    """The legend entry for the error bars (spread_caption says what they span)."""
+    return [("bar", "spread (see below)")]
+
+
+def spread_caption(rep: Report) -> str:
+    """What the error bars span, per kind of regime."""
+    kinds: dict[str, list[str]] = {}
+    for r in rep.acc.regimes:
+        kinds.setdefault(r.spread, []).append(r.name)
+    parts = [f"{esc(spread)} ({esc(and_list(names))})" for spread, names in kinds.items()]
+    return ("Bars: " + "; ".join(parts) + ". Bars reaching below the panel are clipped there "
+            "(no cap)." if parts else "")
+
+
+def section_error_vs_budget(rep: Report) -> str:
+    """Section 3: error vs budget (features m, EVA's window W, the oracle's k) at each regime's
+    own N, one panel per regime, with the reference lines."""
+    acc = rep.acc
     panels = []
-    for regime, description in acc.regimes:
+    for r in acc.regimes:
+        n = acc.n_of(r.name)
         series, flat = {}, {}
         for method in acc.methods:
-            ms = [m for m in acc.ms(regime, method, n) if m > 0]
-            if ms and rep.meta.uses_m(method):
-                series[method] = {m: acc.get(regime, method, m, n) for m in ms}
-            elif acc.get(regime, method, 0, n):
-                flat[method] = acc.get(regime, method, 0, n)
+            budgets = [b for b in acc.budgets(r.name, method, n) if b > 0]
+            if budgets and rep.meta.param(method):
+                series[method] = {b: acc.get(r.name, method, b, n) for b in budgets}
+            elif acc.get(r.name, method, 0, n):
+                flat[method] = acc.get(r.name, method, 0, n)
         if not series and not flat:
             continue
-        fig = figures.error_figure(rep.meta, f"{regime} (N = {n}, non-causal)",
-                                   "features m (log2 scale)", series, flat)
-        panels.append(fig.svg + regime_caption(rep, regime, description, fig,
-                                               list(series) + list(flat)))
+        size = f"N ≤ {n} tokens" if r.real else f"N = {n}"
+        fig = figures.error_figure(rep.meta, f"{r.name} ({size}, non-causal)",
+                                   "budget: features m, or keys computed exactly (W, k); log2",
+                                   series, flat)
+        extra = ""
+        oracle = rep.meta.reference("k")
+        over = sorted({b for s in series.values() for b in s if b >= n})
+        if oracle and over:
+            extra = (f"The oracle top-k is exact attention for k ≥ {n} (error 0, not drawn); "
+                     f"methods at {', '.join(map(str, over))} use as many features as there are "
+                     "tokens or more.")
+        drawn = list(series) + list(flat)
+        panels.append(panel_div(fig.svg + regime_caption(rep, r.name, fig, drawn, extra),
+                                r.name, drawn))
     if not panels:
         return '<p class="missing">No accuracy results in this run.</p>'
-    extras = [("dash", "independent of m / baseline"), ("bar", "min–max over seeds"),
-              ("up", "off scale (value printed)")]
-    m_meaning = rep.acc.config.get("m_meaning")
-    meaning = f'<p class="caption">m = {esc(m_meaning)}.</p>' if m_meaning else ""
-    return figures.legend(rep.meta, acc.methods, extras) + meaning + panels_html(panels)
+    extras = spread_extras(rep) + \
+        [("up", "off scale (value printed)")]
+    meaning = [spread_caption(rep)]
+    if rep.acc.config.get("budget_meaning"):
+        meaning.append(f"Budget = {esc(rep.acc.config['budget_meaning'])}.")
+    if rep.acc.config.get("m_meaning"):
+        meaning.append(f"m = {esc(rep.acc.config['m_meaning'])}.")
+    caption = f'<p class="caption">{" ".join(meaning)}</p>' if meaning else ""
+    return figures.legend(rep.meta, acc.methods, extras) + caption + panels_html(panels)
 
 
 def section_error_vs_n(rep: Report) -> str:
-    """Section 4: error vs N at m_default, one small panel per regime, plus causal errors."""
-    acc, m = rep.acc, rep.m_default
-    panels = []
-    for regime, description in acc.regimes:
+    """Section 4: error vs N at each method's headline setting, one small panel per regime that
+    was run at several N, plus causal errors."""
+    acc = rep.acc
+    panels, single = [], []
+    for r in acc.regimes:
         series = {}
         for method in acc.methods:
-            ns = acc.ns(regime, method, m)
+            ns = acc.ns(r.name, method)
             if ns:
-                series[method] = {n: acc.get(regime, method, m, n) for n in ns}
+                series[method] = {n: acc.at_default(r.name, method, n) for n in ns}
         if not series:
             continue
-        fig = figures.error_figure(rep.meta, f"{regime} (m = {m}, non-causal)",
+        if max(len(s) for s in series.values()) < 2:
+            single.append(f"{r.name} (N {'≤' if r.real else '='} {acc.n_of(r.name)})")
+            continue
+        fig = figures.error_figure(rep.meta, f"{r.name} (m = {rep.m_default}, non-causal)",
                                    "sequence length N (tokens)", series, {})
-        panels.append(fig.svg + regime_caption(rep, regime, description, fig, series))
-    if not panels:
+        settings = ", ".join(f"{param_word(p)} = {v}" for p, v in r.defaults.items())
+        extra = f"Each method at {esc(settings)}." if settings else ""
+        panels.append(panel_div(fig.svg + regime_caption(rep, r.name, fig, series, extra),
+                                r.name, series))
+    if not panels and not single:
         return '<p class="missing">No accuracy results in this run.</p>'
+    causal_regimes = [r.name for r in acc.regimes
+                      if any(k[0] == r.name and k[4] for k in acc.results)]
     causal_rows = []
     for method in acc.methods:
-        cells = [error_cell(acc.get(r, method, m, rep.n_default, True),
-                            acc.get(r, BASELINE, 0, rep.n_default, True), method, rep.meta)
-                 for r, _ in acc.regimes]
+        cells = [error_cell(acc.at_default(r, method, rep.n_default, True),
+                            acc.at_default(r, BASELINE, rep.n_default, True), method, rep.meta,
+                            show_setting=rep.meta.info(method).role == "baseline")
+                 for r in causal_regimes]
         if any(c.text != DASH for c in cells):
             causal_rows.append((method, cells))
     causal = ""
     if causal_rows:
-        causal = (f"<h3>Causal, N = {rep.n_default}, m = {m}</h3>"
-                  + table_html(Table(["Method"] + [r for r, _ in acc.regimes], causal_rows)))
-    legend = figures.legend(rep.meta, acc.methods, [("bar", "min–max over seeds"),
-                                                    ("up", "off scale (value printed)")])
-    return legend + panels_html(panels) + causal
+        causal = (f"<h3>Causal, N = {rep.n_default}, m = {rep.m_default}</h3>"
+                  + table_html(Table(["Method"] + causal_regimes, causal_rows)))
+    note = ""
+    if single:
+        note = (f'<p class="caption">{esc(and_list(single))}: one length only (real attention: '
+                "the model's 128-token inputs, bidirectional, so no causal runs); see Error vs "
+                "budget.</p>")
+    legend = figures.legend(rep.meta, acc.methods, spread_extras(rep) +
+                            [("up", "off scale (value printed)")])
+    return (legend + f'<p class="caption">{spread_caption(rep)}</p>' + panels_html(panels) + note
+            + causal)
 
 
 def section_pareto(rep: Report) -> str:
-    """Section 5: error (accuracy.json) against time (bench.json) at N_timed, per regime."""
+    """Section 5: error (accuracy.json) against time (bench.json) at N_timed, per synthetic
+    regime; for regimes without timings at their N (real attention, 128 tokens), error against
+    the model flops as a share of exact attention's."""
     acc, n = rep.acc, rep.n_head
     exact_t = forward_sweep(rep.bench, EXACT, False, rep.m_default).get(n)
     panels, missing = [], []
-    for regime, description in acc.regimes:
+    for r in acc.regimes:
+        regime = r.name
         points = []
+        by_flops = r.real or not exact_t
+        n_r = acc.n_of(regime) if by_flops else n
         for method in acc.methods:
             if not rep.meta.is_approximation(method):
                 continue
-            for m in acc.ms(regime, method, n):
-                err = acc.get(regime, method, m, n)
-                t = forward_sweep(rep.bench, method, False, m).get(n)
+            for b in acc.budgets(regime, method, n_r):
+                err = acc.get(regime, method, b, n_r)
+                if (not by_flops and rep.meta.param(method) == "window"
+                        and b != acc.default(regime, method)):
+                    continue  # the benchmarks time EVA at its default window only
+                label = (f"{param_word(rep.meta.param(method))}={b}"
+                         if rep.meta.param(method) else "")
+                if by_flops:
+                    if err.flops and r.exact_flops:
+                        points.append(figures.ParetoPoint(err.flops / r.exact_flops, err, method,
+                                                          label))
+                    continue
+                t = forward_sweep(rep.bench, method, False, b).get(n)
                 if t is not None:
-                    points.append(figures.ParetoPoint(t, err, method, m))
-                elif method + (f" m={m}" if rep.meta.uses_m(method) else "") not in missing:
-                    missing.append(method + (f" m={m}" if rep.meta.uses_m(method) else ""))
-        base = acc.get(regime, BASELINE, 0, n)
+                    points.append(figures.ParetoPoint(t, err, method, label))
+                elif f"{method} {label}".strip() not in missing:
+                    missing.append(f"{method} {label}".strip())
+        base = acc.at_default(regime, BASELINE, n_r)
         if not points:
             continue
-        baseline = base.mean if base else None
-        front = pareto_front([(p.time_ms, p.error.mean) for p in points
-                              if p.error.target == "softmax"], baseline, exact_t)
-        fig = figures.pareto_figure(rep.meta, f"{regime} (N = {n}, non-causal)", points, front,
-                                    baseline, exact_t)
-        caption = regime_caption(rep, regime, description, fig,
-                                 dict.fromkeys(p.method for p in points))
+        baseline = base.value if base else None
+        limit = 1.0 if by_flops else exact_t
+        front = pareto_front([(p.x, p.error.value) for p in points
+                              if p.error.target == "softmax"], baseline, limit)
+        if by_flops:
+            fig = figures.pareto_figure(
+                rep.meta, f"{regime} (N ≤ {n_r}): error vs model flops", points, front,
+                baseline, 1.0, x_label="model flops of one forward pass / exact attention's",
+                exact_label="Exact (1, error 0)", label_dominated=False)
+        else:
+            fig = figures.pareto_figure(rep.meta, f"{regime} (N = {n}, non-causal)", points,
+                                        front, baseline, exact_t)
+        extra = ("No timings at 128 tokens (microseconds per head, dominated by call overhead): "
+                 "the x axis is the flop model of the methods table, relative to exact "
+                 "attention's 4 N² D." if by_flops else "")
+        caption = regime_caption(rep, regime, fig, dict.fromkeys(p.method for p in points), extra)
         if not front:
             caption += '<p class="caption">No approximation beats the baseline here.</p>'
-        panels.append(fig.svg + caption)
+        panels.append(panel_div(fig.svg + caption, regime, dict.fromkeys(p.method for p in points)))
     if not panels:
         return '<p class="missing">No (time, error) pairs: accuracy and benchmarks do not ' \
                f'overlap at N = {n}.</p>'
     methods = [m for m in acc.methods if rep.meta.is_approximation(m)] + [EXACT, BASELINE]
-    legend = figures.legend(rep.meta, methods, [("front", "Pareto front"),
-                                                ("bar", "min–max over seeds")])
+    legend = figures.legend(rep.meta, methods, [("front", "Pareto front")] + spread_extras(rep))
+    legend += f'<p class="caption">{spread_caption(rep)}</p>'
     if missing:
         legend += (f'<p class="caption missing">Not drawn (error measured, but no forward time at '
                    f'N = {n} in bench.json): {esc(", ".join(missing))}.</p>')
-    return (legend + '<p class="caption">Each point is one method at one feature count m '
-            "(number next to it), float, non-causal, D = 64. Down-left is better. Points at or "
-            "above the uniform line are dominated by it (ignoring the keys costs O(N·D)); "
-            "points right of Exact's line are dominated by Exact. Methods measured against another "
-            "target than softmax (RFA) are drawn but left out of the front.</p>"
+    return (legend + '<p class="caption">Each point is one method at one setting (m or W next to '
+            "it; on the flop panels only below the uniform line), float, non-causal. Down-left is "
+            "better. Points at or above the uniform line are "
+            "dominated by it (ignoring the keys costs O(N·D)); points right of Exact's line are "
+            "dominated by Exact. Methods measured against another target than softmax (RFA on "
+            "the synthetic regimes) are drawn but left out of the front.</p>"
             + panels_html(panels))
 
 
@@ -523,14 +712,21 @@ cmake --build build/release -j2 --target report      # writes build/release/repo
 cmake -S . -B build/release -DFASTATTN_REPORT_FULL=ON
 cmake --build build/release -j2 --target report
 
+# fastattn next to ONNX Runtime and ggml (opt-in: installs from npm and apt into build/peers/;
+# a few minutes), then the report again: it adds the peers section when peers.json is there
+scripts/bench-peers.sh                                # writes build/release/report/peers.json
+cmake --build build/release -j2 --target report
+
 # Eigen's GEMM vs OpenBLAS: a second build with -DFASTATTN_BENCH_OPENBLAS=ON, then
 python3 bench/report.py --bench build/release/report/bench.json \\
     --accuracy build/release/report/accuracy.json \\
     --bench-openblas build/openblas/report/bench.json --out index.html</pre>
 <p class="caption">The report target runs fastattn_bench (Google Benchmark, JSON output),
-fastattn_accuracy, then the report package (bench/report/, run by bench/report.py with a
-Python that has matplotlib); <code>--markdown headline.md</code> also writes the headline table
-for the README.</p>"""
+fastattn_accuracy (synthetic regimes and the real-attention fixture in
+bench/data/real_attention/), then the report package (bench/report/, run by bench/report.py
+with a Python that has matplotlib); it passes <code>--peers-if-present</code> with the report
+directory's peers.json and build/release/report/peers.json. <code>--markdown headline.md</code>
+also writes the headline table for the README. docs/benchmarks.md explains the suite.</p>"""
 
 
 @dataclass(frozen=True)
@@ -547,13 +743,17 @@ class Section:
 # The page, in order. A new section is a builder above and one line here.
 SECTIONS = [
     Section("headline", "Headline: speed and error at a glance", section_headline),
+    Section("regimes", "Regime by regime: what to take from each", section_regimes),
     Section("methods", "The methods", section_methods),
     Section("time", "Time vs N", section_time, has_chart=True),
-    Section("err-m", "Error vs m", section_error_vs_m, has_chart=True),
+    Section("err-budget", "Error vs budget (features m, window W, oracle k)",
+            section_error_vs_budget, has_chart=True),
     Section("err-n", "Error vs N", section_error_vs_n, has_chart=True),
     Section("pareto", "Error vs time (Pareto fronts)", section_pareto, has_chart=True),
     Section("decode", "Decoding and multi-head scaling", section_decode),
     Section("efficiency", "Kernel efficiency", section_efficiency),
+    Section("peers", "fastattn and other CPU attention implementations", section_peers,
+            has_chart=True, shown=lambda rep: rep.peers is not None),
     Section("openblas", "Eigen's GEMM vs OpenBLAS", section_openblas,
             shown=lambda rep: rep.blas is not None),
     Section("machine", "Machine and build", section_machine),

@@ -80,13 +80,25 @@ def simple_table(columns: list[str], rows: list[list[str]], cls: str = "") -> st
 
 
 def error_cell(err: Optional[ErrStat], base: Optional[ErrStat], method: str,
-               meta: Methods) -> Cell:
-    """mean ± std, flagged when not below the baseline; † for a non-softmax target."""
+               meta: Methods, show_setting: bool = False) -> Cell:
+    """The error, flagged when not below the baseline; † for a non-softmax target. A mean over
+    seeds reads "mean ± std"; a pooled error (real attention) "pooled" with its 10th-90th
+    percentile over (sequence, head) below. show_setting: the setting below too (reference
+    lines, whose k or W differs between regimes)."""
     if meta.is_exact(method):
         return Cell("0 (exact)")
     if err is None:
         return Cell()
-    dagger = " †" if err.target != "softmax" else ""
-    flag = method != BASELINE and base is not None and err.mean >= base.mean
-    std = f"\u00a0±\u00a0{fmt_num(err.std, 2)}" if err.std is not None else ""
-    return Cell(f"{fmt_num(err.mean)}{std}{dagger}".replace(" †", "\u00a0†"), flag=flag)
+    dagger = "\u00a0†" if err.target != "softmax" else ""
+    flag = method != BASELINE and base is not None and err.value >= base.value
+    subs = []
+    if err.statistic == "pooled":
+        text = f"{fmt_num(err.value)}{dagger}"
+        if err.lo is not None and err.hi is not None:
+            subs.append(f"[{fmt_num(err.lo, 2)}–{fmt_num(err.hi, 2)}]")
+    else:
+        std = f"\u00a0±\u00a0{fmt_num(err.std, 2)}" if err.std is not None else ""
+        text = f"{fmt_num(err.value)}{std}{dagger}"
+    if show_setting and err.setting:
+        subs.append(err.setting)
+    return Cell(text, "; ".join(subs), flag=flag)

@@ -107,8 +107,8 @@ class HeadlinePicks(unittest.TestCase):
         self.assertEqual([(p.regime, p.method) for p in picks],
                          [("a", "Window"), ("b", "Faster"), ("c", None)])
         self.assertEqual(picks[0].time_ms, 2.0)
-        self.assertEqual(picks[0].error.mean, 0.3)
-        self.assertEqual(picks[0].baseline.mean, 0.5)
+        self.assertEqual(picks[0].error.value, 0.3)
+        self.assertEqual(picks[0].baseline.value, 0.5)
 
     def test_needs_a_baseline_and_a_time(self):
         # "a" has no uniform result; on "b" the only method below uniform has no time at N_head.
