@@ -1,10 +1,17 @@
 // Strong and weak scaling of sequence_parallel() (include/fastattn/sequence_parallel.hpp), with
-// the parallel efficiency T_1 / (P T_P). Run under MPI, e.g. on a 2-core machine:
+// the parallel efficiency T_1 / (P T_P), in wall-clock time and in CPU time. Run under MPI, e.g.
+// on a 2-core machine:
 //   mpirun -np 1 bench/bench_sequence_parallel
 //   mpirun -np 2 bench/bench_sequence_parallel
 //   mpirun -np 2 bench/bench_sequence_parallel --quick        (small sizes, seconds)
 // (as root, Open MPI also needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1).
 //
+// Wall clock and CPU time: on a machine shared with other jobs, a rank's wall time includes the
+// time the OS gave to others (and Linux's autogroup scheduling gives all processes of one session
+// one share, so P ranks launched from one shell get no more CPU than one rank while other sessions
+// keep every core busy). The CPU-time columns C_1, C_P (the largest rank's process CPU time) show
+// what the algorithm costs per rank; Open MPI busy-polls while it waits, so a rank's waiting for
+// data is CPU time too. %peak is per CPU second.
 // T_1 is the single-process forward() on the whole sequence, timed on rank 0 in the same run,
 // interleaved with the parallel runs (the other ranks sleep meanwhile, so they do not take a
 // core): on a shared, noisy machine both see the same conditions. Each figure is the best of
@@ -18,6 +25,7 @@
 // docs/sequence_parallel.md explains the cost model these are compared with.
 
 #include <mpi.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +58,13 @@ void sleeping_barrier() {
   }
 }
 
+/// This process's CPU time in seconds (all threads).
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 double max_over_ranks(double x) {
   double m = 0;
   MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -65,10 +80,13 @@ std::pair<Index, Index> block_of(Index n) {
 
 struct Breakdown {
   double a = 0, b = 0, c = 0;  // exact: compute, wait, -; linear: carry, exchange, local pass
+  double work_cpu = 0;         // CPU time of the compute phases only (no waiting, no polling)
 };
 
 struct Result {
-  double t1 = 1e300, tp = 1e300;
+  double t1 = 1e300, tp = 1e300;          // wall clock
+  double c1 = 1e300, cp = 1e300;          // CPU time (parallel: the largest rank's)
+  double work_cpu = 1e300;                // CPU time of the compute phases (the largest rank's)
   Breakdown best;  // of the fastest parallel repetition (max over ranks per phase)
 };
 
@@ -78,35 +96,44 @@ Result measure(int reps, const std::function<Breakdown()>& parallel,
   Result res;
   for (int rep = 0; rep < reps; ++rep) {
     sleeping_barrier();
-    const double t0 = MPI_Wtime();
+    const double t0 = MPI_Wtime(), cpu0 = cpu_seconds();
     Breakdown b = parallel();
     const double tp = max_over_ranks(MPI_Wtime() - t0);
-    b = {max_over_ranks(b.a), max_over_ranks(b.b), max_over_ranks(b.c)};
+    res.cp = std::min(res.cp, max_over_ranks(cpu_seconds() - cpu0));
+    b = {max_over_ranks(b.a), max_over_ranks(b.b), max_over_ranks(b.c), b.work_cpu};
+    res.work_cpu = std::min(res.work_cpu, max_over_ranks(b.work_cpu));
     if (tp < res.tp) res.tp = tp, res.best = b;
     sleeping_barrier();
     if (rank_ == 0) {
-      const double s0 = MPI_Wtime();
+      const double s0 = MPI_Wtime(), s0_cpu = cpu_seconds();
       single();
       res.t1 = std::min(res.t1, MPI_Wtime() - s0);
+      res.c1 = std::min(res.c1, cpu_seconds() - s0_cpu);
     }
   }
   MPI_Bcast(&res.t1, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&res.c1, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   return res;
 }
 
 void print_header() {
   if (rank_ != 0) return;
-  std::printf("%-34s %8s %3s %9s %9s %8s %6s %8s  %s\n", "case", "N", "P", "T_1 (s)", "T_P (s)",
-              "speedup", "eff", "%peak/rk", "breakdown of T_P (s, max over ranks)");
+  std::printf("%-34s %7s %2s %8s %8s %7s %5s %8s %8s %5s %8s %5s %6s  %s\n", "case", "N", "P",
+              "T_1 (s)", "T_P (s)", "speedup", "eff", "C_1 (s)", "C_P (s)", "c-eff", "W_P (s)",
+              "w-eff", "%peak", "breakdown of T_P (s, max over ranks)");
 }
 
 void print_row(const char* name, Index n, const Result& r, double flops, const std::string& extra) {
   if (rank_ != 0) return;
   const double speedup = r.t1 / r.tp, eff = speedup / ranks_;
+  const double cpu_eff = r.c1 / r.cp / ranks_, work_eff = r.c1 / r.work_cpu / ranks_;
   const double peak = fma_peak_gflops<float>();
-  const double pct = flops > 0 ? 100.0 * flops / r.tp / ranks_ * 1e-9 / peak : 0.0;
-  std::printf("%-34s %8ld %3d %9.4f %9.4f %8.2f %6.2f %8.1f  %s\n", name, long(n), ranks_, r.t1,
-              r.tp, speedup, eff, pct, extra.c_str());
+  // % of the FMA peak per rank, per CPU second of work (the wall clock includes time the OS gave
+  // to other processes)
+  const double pct = flops > 0 ? 100.0 * flops / r.work_cpu / ranks_ * 1e-9 / peak : 0.0;
+  std::printf("%-34s %7ld %2d %8.4f %8.4f %7.2f %5.2f %8.4f %8.4f %5.2f %8.4f %5.2f %6.1f  %s\n",
+              name, long(n), ranks_, r.t1, r.tp, speedup, eff, r.c1, r.cp, cpu_eff, r.work_cpu,
+              work_eff, pct, extra.c_str());
   std::fflush(stdout);
 }
 
@@ -141,7 +168,7 @@ void exact_case(const char* name, Index n, bool causal, TokenLayout layout, int 
         detail::RingTimings t;
         MatRef<float> o(out);
         detail::exact_sequence_parallel<float>(exact, MPI_COMM_WORLD, q, k, v, o, opt, sp, &t);
-        return Breakdown{t.compute, t.wait, 0};
+        return Breakdown{t.compute, t.wait, 0, t.compute_cpu};
       },
       [&] { exact.forward(qa, ka, va, outa, opt); });
   const double flops = 2.0 * double(n) * double(n) * double(2 * d) * (causal ? 0.5 : 1.0);
@@ -172,7 +199,7 @@ void favor_case(const char* name, Index n, bool causal, int reps, bool scan_alon
         MatRef<float> o(out);
         detail::linear_method_sequence_parallel<Favor<float>, float>(
             favor, MPI_COMM_WORLD, q, k, v, o, opt, SequenceParallelOptions{}, nullptr, &t);
-        return Breakdown{t.own_carry, t.exchange, t.local_pass};
+        return Breakdown{t.own_carry, t.exchange, t.local_pass, t.work_cpu};
       },
       [&] { favor.forward(qa, ka, va, outa, opt); });
   std::string extra = fmt("carry %.4f  exch %.4f", r.best.a, r.best.b) +

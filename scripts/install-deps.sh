@@ -3,7 +3,9 @@
 # the ones already installed (safe to run again). Needs root, or sudo.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3 pkgconf)
+# (openmpi-bin, libopenmpi-dev: the sequence-parallel tests, benchmark and example; FASTATTN_MPI)
+packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3 pkgconf
+  openmpi-bin libopenmpi-dev)
 
 missing=()
 for p in "${packages[@]}"; do

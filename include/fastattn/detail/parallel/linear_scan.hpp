@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "fastattn/detail/linear/block_carry.hpp"
@@ -35,6 +36,7 @@ struct LinearScanTimings {
   double own_carry = 0;   // folding this rank's keys (causal: the extra work of parallelism)
   double exchange = 0;    // the all-reduce or exclusive scan, including waiting for other ranks
   double local_pass = 0;  // the read-out (non-causal) or the causal pass from the prefix carry
+  double work_cpu = 0;    // CPU time (std::clock) of the fold and the local pass: the work
 };
 
 /// A LinearCarry<T> laid out for MPI: [int64 contributing][T shift][T log_gate_sum][T sums...],
@@ -137,15 +139,18 @@ void linear_sequence_parallel(const LinearCall<T>& call, MPI_Comm comm,
   PackedCarry<T> sent(carry.sums.size()), received(carry.sums.size());
   MpiOpOwner op(&PackedCarry<T>::compose, false);
   const double t0 = mpi_now();
+  const std::clock_t c0 = std::clock();
 
   if (!opt.causal) {
     fold_keys(key_map, k, v, opt.key_padding, Ungated{}, key_chunk, carry, call.input_factor);
     const double t1 = mpi_now();
+    const std::clock_t c1 = std::clock();
     sent.pack(carry);
     mpi_check(MPI_Allreduce(sent.data(), received.data(), 1, sent.type(), op.get(), comm),
               "MPI_Allreduce");
     received.unpack(carry);
     const double t2 = mpi_now();
+    const std::clock_t c2 = std::clock();
     SerialEigenScope serial_eigen;
     LinearWorkspace<T> ws(std::min(key_chunk, q.rows()) + 1, m, dv, false);
     read_out_queries(query_map, head.heads(), carry, key_chunk,
@@ -154,6 +159,7 @@ void linear_sequence_parallel(const LinearCall<T>& call, MPI_Comm comm,
       timings->own_carry += t1 - t0;
       timings->exchange += t2 - t1;
       timings->local_pass += mpi_now() - t2;
+      timings->work_cpu += double(c1 - c0 + std::clock() - c2) / CLOCKS_PER_SEC;
     }
     return;
   }
@@ -162,18 +168,21 @@ void linear_sequence_parallel(const LinearCall<T>& call, MPI_Comm comm,
   if (layout.rank + 1 < layout.ranks)
     fold_keys(key_map, k, v, opt.key_padding, gating, key_chunk, carry, call.input_factor);
   const double t1 = mpi_now();
+  const std::clock_t c1 = std::clock();
   sent.pack(carry);
   mpi_check(MPI_Exscan(sent.data(), received.data(), 1, sent.type(), op.get(), comm),
             "MPI_Exscan");
   LinearCarry<T> prefix(m, dv);  // rank 0: no earlier keys (its Exscan output is undefined)
   if (layout.rank > 0) received.unpack(prefix);
   const double t2 = mpi_now();
+  const std::clock_t c2 = std::clock();
   linear_causal(query_map, key_map, head.heads(), k, v, opt.key_padding, gating, call.options,
                 prefix, call.input_factor);
   if (timings) {
     timings->own_carry += t1 - t0;
     timings->exchange += t2 - t1;
     timings->local_pass += mpi_now() - t2;
+    timings->work_cpu += double(c1 - c0 + std::clock() - c2) / CLOCKS_PER_SEC;
   }
 }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <ctime>
 #include <limits>
 
 #include "fastattn/detail/parallel/agreement.hpp"
@@ -26,9 +27,10 @@ namespace fastattn::detail {
 
 /// Phase timings of one ring call, in seconds (the benchmark's breakdown).
 struct RingTimings {
-  double compute = 0;  // attention of the local queries to the held blocks, and the merges
-  double wait = 0;     // waiting for transfers after the compute: communication not hidden
-  int steps = 0;       // blocks computed on this rank
+  double compute = 0;      // attention of the local queries to the held blocks, and the merges
+  double wait = 0;         // waiting for transfers after the compute: communication not hidden
+  double compute_cpu = 0;  // CPU time of the compute (std::clock): the work, whatever the load
+  int steps = 0;           // blocks computed on this rank
 };
 
 /// One attention call of a ring step: local query rows [q0, q0 + qn) against rows [k0, k0 + kn)
@@ -149,6 +151,7 @@ void ring_attention(const Exact<T>& method, MPI_Comm comm, const SequenceLayout&
                 "MPI_Isend");
 
     const double t0 = mpi_now();
+    const std::clock_t c0 = std::clock();
     std::array<BlockPair, 2> pairs;
     const int count = ring_pairs(layout, origin, opt.causal, tokens, pairs);
     KeyMask held_mask;
@@ -175,9 +178,11 @@ void ring_attention(const Exact<T>& method, MPI_Comm comm, const SequenceLayout&
       }
     }
     const double t1 = mpi_now();
+    const std::clock_t c1 = std::clock();
     mpi_check(MPI_Waitall(2, requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
     if (timings) {
       timings->compute += t1 - t0;
+      timings->compute_cpu += double(c1 - c0) / CLOCKS_PER_SEC;
       timings->wait += mpi_now() - t1;
       timings->steps += count > 0 && n > 0 && ns > 0;
     }
