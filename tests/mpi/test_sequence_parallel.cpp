@@ -284,17 +284,17 @@ TYPED_TEST(SequenceParallel, ExactEqualsSingleProcessForward) {
 }
 
 TYPED_TEST(SequenceParallel, ExactLongBlocksSmallTiles) {
-  // Blocks of 72-400 tokens, so the ring cuts each block's queries into several 128-row slices
-  // (the diagonal block's causal slices included), over small kernel tiles.
+  // Blocks of 54-300 tokens, so the ring cuts each block's queries into several 128-row slices
+  // (the diagonal block's causal slices included), over kernel tiles smaller than a block.
   using T = TypeParam;
   ExactOptions eo;
-  eo.block_q = 4;
-  eo.block_k = 8;
+  eo.block_q = 16;
+  eo.block_k = 32;
   const Exact<T> exact(eo);
   check_all_configurations<T>(
-      "Exact (long blocks, 4 x 8 tiles)",
+      "Exact (long blocks, 16 x 32 tiles)",
       [](int pattern, int padding, std::uint64_t seed) {
-        return make_case<T>(pattern, padding, 8, 5, 1.5, seed, 8);
+        return make_case<T>(pattern, padding, 8, 5, 1.5, seed, 6);
       },
       [&](const Case<T>& c, const AttentionOptions& opt, TokenLayout layout, RowMatrix<T>& out) {
         SequenceParallelOptions sp;
