@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # (openmpi-bin, libopenmpi-dev: the sequence-parallel tests, benchmark and example; FASTATTN_MPI)
-packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3 pkgconf
-  openmpi-bin libopenmpi-dev)
+packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3
+          python3-matplotlib pkgconf openmpi-bin libopenmpi-dev)
 
 missing=()
 for p in "${packages[@]}"; do
