@@ -1,13 +1,14 @@
 # MPI for fastattn's own sequence-parallel targets (tests, benchmark, example); the library itself
 # needs nothing here: users of include/fastattn/sequence_parallel.hpp link MPI::MPI_CXX themselves.
-#   FASTATTN_MPI = AUTO (default): build them when find_package(MPI) finds MPI for C++, else skip
-#                  them with a message; ON: require MPI; OFF: skip them.
+#   FASTATTN_MPI = OFF (default: the MPI tool is opt-in, and a default build never looks for MPI);
+#                  AUTO: build them when find_package(MPI) finds MPI for C++, else skip them with a
+#                  message; ON: require MPI.
 # Sets FASTATTN_HAVE_MPI, and FASTATTN_MPIEXEC_FLAGS (the implementation's flags for running more
 # ranks than cores: Open MPI needs --oversubscribe).
 
-set(FASTATTN_MPI AUTO CACHE STRING
-    "Build the MPI (sequence-parallel) tests, benchmark and example: AUTO, ON or OFF")
-set_property(CACHE FASTATTN_MPI PROPERTY STRINGS AUTO ON OFF)
+set(FASTATTN_MPI OFF CACHE STRING
+    "Build the MPI (sequence-parallel) tests, benchmark and example: OFF, AUTO or ON")
+set_property(CACHE FASTATTN_MPI PROPERTY STRINGS OFF AUTO ON)
 set(FASTATTN_HAVE_MPI FALSE)
 set(FASTATTN_MPIEXEC_FLAGS "")
 if(NOT FASTATTN_MPI STREQUAL "OFF")
