@@ -30,3 +30,5 @@ function(fastattn_configure_target target)
     target_link_options(${target} PRIVATE -fsanitize=${FASTATTN_SANITIZE})
   endif()
 endfunction()
+
+include(${CMAKE_CURRENT_LIST_DIR}/fastattn_mpi.cmake)

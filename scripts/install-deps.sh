@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that fastattn's build, tests and benchmark report need, skipping
 # the ones already installed (safe to run again). Needs root, or sudo.
+#   --mpi   also Open MPI (openmpi-bin, libopenmpi-dev), for the opt-in sequence-parallel tests,
+#           benchmark and example (-DFASTATTN_MPI=ON; docs/sequence_parallel.md)
 set -euo pipefail
 
 packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3
           python3-matplotlib pkgconf)
+for arg in "$@"; do
+  case "$arg" in
+    --mpi) packages+=(openmpi-bin libopenmpi-dev) ;;
+    *) echo "install-deps: unknown argument '$arg' (known: --mpi)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

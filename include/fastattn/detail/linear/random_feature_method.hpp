@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -24,6 +25,31 @@
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
+
+/// What the linear core needs to run one call of a random-feature method outside the method's
+/// own forward() (sequence parallelism): its feature maps, core options and per-call input
+/// factor. The maps belong to the method and stay valid until its next redraw().
+template <class T>
+struct LinearCall {
+  const FeatureMap<T>* query_map;
+  const FeatureMap<T>* key_map;
+  LinearOptions options;
+  T input_factor;
+};
+
+template <class Derived, class T>
+class RandomFeatureMethod;
+
+/// The one way to reach a method's LinearCall (kept out of the methods' public interface).
+struct LinearMethodAccess {
+  /// The core's view of a call with options `opt`, or null when the method fits its features to
+  /// each call's data (compat modes, rescaling, FAVOR++'s per-call A*): only forward() runs those.
+  template <class Derived, class T>
+  static std::optional<LinearCall<T>> call(const RandomFeatureMethod<Derived, T>& method,
+                                           const AttentionOptions& opt) {
+    return method.linear_call(opt);
+  }
+};
 
 /// Base of a random-feature attention method. Derived provides:
 ///   static constexpr const char* kName;                 // "Favor", "Rfa": prefixes messages
@@ -183,6 +209,13 @@ class RandomFeatureMethod {
   static FunctionName fn_name(const char* fn) { return {Derived::kName, fn}; }
 
  private:
+  friend struct LinearMethodAccess;
+  std::optional<LinearCall<T>> linear_call(const AttentionOptions& opt) const {
+    if (!derived().fixed_maps(opt)) return std::nullopt;
+    return LinearCall<T>{&derived().query_map(), &derived().key_map(), derived().linear_options(),
+                         derived().input_factor(opt)};
+  }
+
   const Derived& derived() const { return static_cast<const Derived&>(*this); }
   Derived& derived() { return static_cast<Derived&>(*this); }
 
