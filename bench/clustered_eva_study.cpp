@@ -1,0 +1,458 @@
+// The measurements behind ClusteredEva's defaults (docs/spec/eva.md §10.8): the proposal centres
+// and mass corrections on the real-attention fixture and on the synthetic regimes, the (C, r)
+// trade-off, the Lloyd iterations, and the speed against Exact<float> (one thread, interleaved).
+// Methods run in float; references in double. Prints markdown tables.
+//
+// Usage: fastattn_clustered_eva_study [--part real|synthetic|timing|all] [--seeds S]
+//                                     [--rounds R] [--real-dir DIR]
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "fastattn/fastattn.hpp"
+#include "real_attention.hpp"
+#include "regimes.hpp"
+
+namespace fastattn::bench {
+namespace {
+
+using MatD = RowMatrix<double>;
+using MatF = RowMatrix<float>;
+
+const char* centre_name(ClusterCentre c) {
+  switch (c) {
+    case ClusterCentre::KeyMean:
+      return "KeyMean";
+    case ClusterCentre::TokenMean:
+      return "TokenMean";
+    case ClusterCentre::AttendingQueries:
+      return "AttendingQueries";
+  }
+  return "?";
+}
+const char* correction_name(ClusterMassCorrection c) {
+  switch (c) {
+    case ClusterMassCorrection::None:
+      return "None";
+    case ClusterMassCorrection::Isotropic:
+      return "Isotropic";
+    case ClusterMassCorrection::Diagonal:
+      return "Diagonal";
+  }
+  return "?";
+}
+const ClusterCentre kCentres[] = {ClusterCentre::KeyMean, ClusterCentre::TokenMean,
+                                  ClusterCentre::AttendingQueries};
+const ClusterMassCorrection kCorrections[] = {
+    ClusterMassCorrection::None, ClusterMassCorrection::Isotropic, ClusterMassCorrection::Diagonal};
+
+/// Pooled relative error sqrt(sum |a - e|^2 / sum |e|^2) over the rows that count.
+struct PooledError {
+  double num = 0, den = 0;
+  void add(const MatD& approx, const MatD& exact, Index rows) {
+    num += (approx.topRows(rows) - exact.topRows(rows)).squaredNorm();
+    den += exact.topRows(rows).squaredNorm();
+  }
+  double value() const { return den > 0 ? std::sqrt(num / den) : 0; }
+};
+
+bool padded(const KeyMask& m, Index j) { return m.size() != 0 && m[j]; }
+
+/// Exact softmax over each query's `top` largest visible logits (ties: any); double.
+MatD oracle_top_k(const MatD& q, const MatD& k, const MatD& v, const KeyMask& pad, Index top,
+                  double scale) {
+  MatD out = MatD::Zero(q.rows(), v.cols());
+  std::vector<std::pair<double, Index>> logits;
+  for (Index i = 0; i < q.rows(); ++i) {
+    logits.clear();
+    for (Index j = 0; j < k.rows(); ++j)
+      if (!padded(pad, j)) logits.emplace_back(scale * q.row(i).dot(k.row(j)), j);
+    const Index m = std::min<Index>(top, Index(logits.size()));
+    if (m == 0) continue;
+    std::partial_sort(logits.begin(), logits.begin() + m, logits.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first; });
+    double sum = 0;
+    for (Index t = 0; t < m; ++t) {
+      const double p = std::exp(logits[size_t(t)].first - logits[0].first);
+      sum += p;
+      out.row(i) += p * v.row(logits[size_t(t)].second);
+    }
+    out.row(i) /= sum;
+  }
+  return out;
+}
+
+/// The mean of the visible values for every query (ignore the keys).
+MatD uniform(const MatD& v, const KeyMask& pad, Index nq) {
+  Vector<double> mean = Vector<double>::Zero(v.cols());
+  Index n = 0;
+  for (Index j = 0; j < v.rows(); ++j)
+    if (!padded(pad, j)) mean += v.row(j).transpose(), ++n;
+  if (n > 0) mean /= double(n);
+  return mean.transpose().replicate(nq, 1);
+}
+
+/// EVA's blocked window [floor(i/W) W, +W) alone, exactly (no chunk terms); double.
+MatD window_only(const MatD& q, const MatD& k, const MatD& v, const KeyMask& pad, Index w,
+                 double scale) {
+  MatD out = MatD::Zero(q.rows(), v.cols());
+  for (Index i = 0; i < q.rows(); ++i) {
+    const Index a = i / w * w, e = std::min(a + w, k.rows());
+    double mx = -INFINITY, sum = 0;
+    for (Index j = a; j < e; ++j)
+      if (!padded(pad, j)) mx = std::max(mx, scale * q.row(i).dot(k.row(j)));
+    if (mx == -INFINITY) continue;
+    for (Index j = a; j < e; ++j) {
+      if (padded(pad, j)) continue;
+      const double p = std::exp(scale * q.row(i).dot(k.row(j)) - mx);
+      sum += p;
+      out.row(i) += p * v.row(j);
+    }
+    out.row(i) /= sum;
+  }
+  return out;
+}
+
+/// Dot products per query of EVA-Disjoint (W = L, ext 0): the visible window keys plus one score
+/// per non-empty chunk outside the window.
+double eva_disjoint_cost(const KeyMask& pad, Index nk, Index w, Index nq) {
+  double total = 0;
+  for (Index i = 0; i < nq; ++i) {
+    const Index win = i / w;
+    for (Index c = 0; c * w < nk; ++c) {
+      Index visible = 0;
+      for (Index j = c * w; j < std::min(nk, c * w + w); ++j) visible += !padded(pad, j);
+      total += c == win ? double(visible) : (visible > 0 ? 1.0 : 0.0);
+    }
+  }
+  return total / double(nq);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Real attention
+
+struct RealHead {
+  MatD q, k, v, exact;
+  MatF qf, kf, vf;
+  KeyMask pad;
+  Index length = 0;
+  double scale = 0;
+};
+
+struct LayerHeads {
+  std::string name;
+  Index head_dim = 0;
+  std::vector<RealHead> heads;
+};
+
+std::vector<LayerHeads> load_real(const std::string& dir) {
+  const RealAttention<double> data = load_real_attention<double>(dir);
+  std::vector<LayerHeads> layers;
+  for (Index l = 0; l < Index(data.layers.size()); ++l) {
+    LayerHeads lh;
+    lh.name = data.layers[size_t(l)].name;
+    lh.head_dim = data.layers[size_t(l)].head_dim;
+    for (Index s = 0; s < Index(data.sequences.size()); ++s)
+      for (Index h = 0; h < data.layers[size_t(l)].num_heads; ++h) {
+        const auto& x = data.head(s, l, h);
+        RealHead r;
+        r.q = x.q;
+        r.k = x.k;
+        r.v = x.v;
+        r.qf = x.q.cast<float>();
+        r.kf = x.k.cast<float>();
+        r.vf = x.v.cast<float>();
+        r.pad = data.key_padding(s);
+        r.length = data.sequences[size_t(s)].length;
+        r.scale = data.layers[size_t(l)].scale;
+        AttentionOptions opt;
+        opt.scale = r.scale;
+        opt.key_padding = r.pad;
+        r.exact = Exact<double>()(r.q, r.k, r.v, opt);
+        lh.heads.push_back(std::move(r));
+      }
+    layers.push_back(std::move(lh));
+  }
+  return layers;
+}
+
+/// One ClusteredEva configuration on one layer: pooled error, mean exact keys and dot products
+/// per (valid) query, and the oracle top-k with the same number of exact keys per head.
+struct RealResult {
+  double error = 0, exact_keys = 0, cost = 0, exact_fraction = 0, oracle = 0, clusters = 0;
+};
+
+RealResult run_real(const LayerHeads& layer, const ClusteredEvaOptions& o, bool with_oracle) {
+  PooledError err, oracle;
+  double keys = 0, cost = 0, frac = 0, clusters = 0, queries = 0;
+  const ClusteredEva<float> method(layer.head_dim, o);
+  for (const RealHead& h : layer.heads) {
+    AttentionOptions opt;
+    opt.scale = h.scale;
+    opt.key_padding = h.pad;
+    MatF out(h.qf.rows(), h.vf.cols());
+    ClusteredEvaStats st;
+    method.forward(h.qf, h.kf, h.vf, out, opt, st);
+    err.add(out.cast<double>(), h.exact, h.length);
+    const double exact_keys = st.exact_fraction * double(h.length);  // per query (all rows)
+    const double scores = double(st.num_clusters) *
+                          (o.mass_correction == ClusterMassCorrection::Diagonal ? 2.0 : 1.0);
+    keys += exact_keys * double(h.length);
+    cost += (exact_keys + scores) * double(h.length);
+    frac += st.exact_fraction * double(h.length);
+    clusters += double(st.num_clusters) * double(h.length);
+    queries += double(h.length);
+    if (with_oracle) {
+      const Index top = Index(std::lround(exact_keys));
+      oracle.add(oracle_top_k(h.q, h.k, h.v, h.pad, top, h.scale), h.exact, h.length);
+    }
+  }
+  return {err.value(), keys / queries, cost / queries, frac / queries, oracle.value(),
+          clusters / queries};
+}
+
+void real_part(const std::string& dir) {
+  const std::vector<LayerHeads> layers = load_real(dir);
+  std::printf("\n## Real attention (fixture %s): pooled relative error over valid query rows\n",
+              dir.c_str());
+  // Reference lines.
+  std::printf("\n| reference | %s | %s |\n|---|---|---|\n", layers[0].name.c_str(),
+              layers[1].name.c_str());
+  {
+    std::string row_u = "| uniform (mean of values) |", row_e = "| EVA-Disjoint W = L = 64 |",
+                row_w = "| window only W = 64 |", row_o32 = "| oracle top-32 |",
+                row_c = "| EVA-Disjoint dot products / query |";
+    for (const LayerHeads& l : layers) {
+      PooledError u, e, w, o32;
+      double cost = 0, queries = 0;
+      EvaOptions eo;
+      eo.window = 64;
+      eo.chunk_size = 64;
+      eo.semantics = EvaSemantics::Disjoint;
+      const Eva<float> eva(l.head_dim, eo);
+      for (const RealHead& h : l.heads) {
+        AttentionOptions opt;
+        opt.scale = h.scale;
+        opt.key_padding = h.pad;
+        u.add(uniform(h.v, h.pad, h.q.rows()), h.exact, h.length);
+        MatF out(h.qf.rows(), h.vf.cols());
+        eva.forward(h.qf, h.kf, h.vf, out, opt);
+        e.add(out.cast<double>(), h.exact, h.length);
+        w.add(window_only(h.q, h.k, h.v, h.pad, 64, h.scale), h.exact, h.length);
+        o32.add(oracle_top_k(h.q, h.k, h.v, h.pad, 32, h.scale), h.exact, h.length);
+        cost += eva_disjoint_cost(h.pad, h.k.rows(), 64, h.length) * double(h.length);
+        queries += double(h.length);
+      }
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %.3f |", u.value());
+      row_u += buf;
+      std::snprintf(buf, sizeof buf, " %.3f |", e.value());
+      row_e += buf;
+      std::snprintf(buf, sizeof buf, " %.3f |", w.value());
+      row_w += buf;
+      std::snprintf(buf, sizeof buf, " %.3f |", o32.value());
+      row_o32 += buf;
+      std::snprintf(buf, sizeof buf, " %.1f |", cost / queries);
+      row_c += buf;
+    }
+    std::printf("%s\n%s\n%s\n%s\n%s\n", row_u.c_str(), row_e.c_str(), row_c.c_str(),
+                row_w.c_str(), row_o32.c_str());
+  }
+
+  // Centres x corrections at a few (C, r).
+  std::printf(
+      "\n### Centre and mass correction (I = 4, seed 0): error L0 / L1 (exact keys, dot products "
+      "per query L0 / L1)\n\n| C | r | centre | correction | err L0 | err L1 | oracle L0 | "
+      "oracle L1 | keys L0 | keys L1 | cost L0 | cost L1 |\n|---|---|---|---|---|---|---|---|---"
+      "|---|---|---|\n");
+  const std::pair<Index, Index> grid[] = {{12, 2}, {16, 2}, {16, 3}, {24, 3}, {32, 5}};
+  for (const auto& [c, r] : grid)
+    for (ClusterCentre centre : kCentres)
+      for (ClusterMassCorrection corr : kCorrections) {
+        ClusteredEvaOptions o;
+        o.num_clusters = c;
+        o.exact_clusters = r;
+        o.centre = centre;
+        o.mass_correction = corr;
+        const RealResult a = run_real(layers[0], o, true), b = run_real(layers[1], o, true);
+        std::printf("| %ld | %ld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | "
+                    "%.1f |\n",
+                    long(c), long(r), centre_name(centre), correction_name(corr), a.error, b.error,
+                    a.oracle, b.oracle, a.exact_keys, b.exact_keys, a.cost, b.cost);
+      }
+
+  // The (C, r) trade-off with the chosen centre and correction, and the defaults.
+  std::printf("\n### (C, r) with the defaults' centre and correction; targets: exact fraction <= "
+              "0.25, dot products <= 64\n\n| C | r | err L0 | err L1 | oracle L0 | oracle L1 | "
+              "frac L0 | frac L1 | cost L0 | cost L1 |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  for (Index c : {0, 8, 12, 16, 24, 32})
+    for (Index r : {0, 1, 2, 3, 4, 5, 6}) {
+      if (c == 0 && r != 0) continue;
+      if (c > 0 && r == 0) continue;
+      ClusteredEvaOptions o;
+      o.num_clusters = c;
+      o.exact_clusters = r;
+      const RealResult a = run_real(layers[0], o, true), b = run_real(layers[1], o, true);
+      std::printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n",
+                  c == 0 ? "default" : std::to_string(c).c_str(),
+                  r == 0 ? "default" : std::to_string(r).c_str(), a.error, b.error, a.oracle,
+                  b.oracle, a.exact_fraction, b.exact_fraction, a.cost, b.cost);
+    }
+
+  // Lloyd iterations and seeds at the defaults.
+  std::printf("\n### Lloyd iterations (defaults otherwise)\n\n| I | err L0 | err L1 |\n|---|---|"
+              "---|\n");
+  for (int it : {1, 2, 4, 8, 16}) {
+    ClusteredEvaOptions o;
+    o.iterations = it;
+    std::printf("| %d | %.3f | %.3f |\n", it, run_real(layers[0], o, false).error,
+                run_real(layers[1], o, false).error);
+  }
+  std::printf("\n### Seeds (defaults otherwise)\n\n| seed | err L0 | err L1 |\n|---|---|---|\n");
+  for (std::uint64_t seed : {0, 1, 2, 3}) {
+    ClusteredEvaOptions o;
+    o.seed = seed;
+    std::printf("| %lu | %.3f | %.3f |\n", static_cast<unsigned long>(seed),
+                run_real(layers[0], o, false).error, run_real(layers[1], o, false).error);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Synthetic regimes
+
+void synthetic_part(int seeds) {
+  const Index n = 4096, d = 64;
+  const char* regimes[] = {"small-norm", "large-norm", "smooth", "clustered"};
+  std::printf("\n## Synthetic regimes, N = %ld, D = %ld, %d seeds (1000 + 17 s + N, as the "
+              "accuracy sweep): mean relative error\n",
+              long(n), long(d), seeds);
+  struct Config {
+    std::string name;
+    ClusteredEvaOptions o;
+  };
+  std::vector<Config> configs;
+  configs.push_back({"defaults", {}});
+  for (ClusterCentre centre : kCentres)
+    for (ClusterMassCorrection corr : kCorrections) {
+      ClusteredEvaOptions o;
+      o.centre = centre;
+      o.mass_correction = corr;
+      configs.push_back({std::string(centre_name(centre)) + " + " + correction_name(corr), o});
+    }
+  for (Index r : {4, 16}) {
+    ClusteredEvaOptions o;
+    o.exact_clusters = r;
+    configs.push_back({"r = " + std::to_string(r), o});
+  }
+  std::printf("\n| configuration | %s | %s | %s | %s | exact fraction (clustered) |\n|---|---|---"
+              "|---|---|---|\n",
+              regimes[0], regimes[1], regimes[2], regimes[3]);
+  std::vector<std::vector<double>> errors(configs.size() + 1, std::vector<double>(4, 0));
+  std::vector<double> frac(configs.size(), 0);
+  for (int ri = 0; ri < 4; ++ri)
+    for (int s = 0; s < seeds; ++s) {
+      const RegimeInputs x = draw_regime(regimes[ri], n, d, 1000 + 17 * std::uint64_t(s) + n);
+      const MatD exact = Exact<double>()(x.q, x.k, x.v);
+      const MatF qf = x.q.cast<float>(), kf = x.k.cast<float>(), vf = x.v.cast<float>();
+      errors[configs.size()][size_t(ri)] +=
+          relative_error<double>(uniform(x.v, KeyMask(), n), exact) / seeds;
+      for (size_t c = 0; c < configs.size(); ++c) {
+        MatF out(n, d);
+        ClusteredEvaStats st;
+        ClusteredEva<float>(d, configs[c].o).forward(qf, kf, vf, out, {}, st);
+        errors[c][size_t(ri)] += relative_error<double>(out.cast<double>(), exact) / seeds;
+        if (ri == 3) frac[c] += st.exact_fraction / seeds;
+      }
+    }
+  for (size_t c = 0; c <= configs.size(); ++c)
+    std::printf("| %s | %.3f | %.3f | %.3f | %.3f | %s |\n",
+                c < configs.size() ? configs[c].name.c_str() : "uniform", errors[c][0],
+                errors[c][1], errors[c][2], errors[c][3],
+                c < configs.size() ? std::to_string(frac[c]).substr(0, 5).c_str() : "");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Timing
+
+template <class F>
+double seconds_of(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void timing_part(int rounds) {
+  const Index n = 4096, d = 64;
+  const RegimeInputs x = draw_regime("clustered", n, d, 1000 + n);
+  const MatF q = x.q.cast<float>(), k = x.k.cast<float>(), v = x.v.cast<float>();
+  MatF out(n, d);
+  const Exact<float> exact;
+  const ClusteredEva<float> clustered(d);
+  ClusteredEvaOptions corr_o;
+  corr_o.mass_correction = ClusterMassCorrection::Diagonal;
+  const ClusteredEva<float> clustered_diag(d, corr_o);
+  ClusteredEvaOptions att_o;
+  att_o.centre = ClusterCentre::AttendingQueries;
+  const ClusteredEva<float> clustered_att(d, att_o);
+  const double peak = fma_peak_gflops<float>();
+  std::vector<double> te, tc, td, ta;
+  for (int r = 0; r < rounds; ++r) {  // interleaved: each round times each once
+    te.push_back(seconds_of([&] { exact.forward(q, k, v, out); }));
+    tc.push_back(seconds_of([&] { clustered.forward(q, k, v, out); }));
+    td.push_back(seconds_of([&] { clustered_diag.forward(q, k, v, out); }));
+    ta.push_back(seconds_of([&] { clustered_att.forward(q, k, v, out); }));
+  }
+  auto median = [](std::vector<double> t) {
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  const double e = median(te), c = median(tc), dd = median(td), a = median(ta);
+  const double flops = 4.0 * double(n) * double(n) * double(d);
+  std::printf("\n## Timing, N = %ld, D = %ld, float, one thread, %d interleaved rounds (median)\n\n"
+              "FMA peak (float, this process): %.1f GFLOP/s\n\n| method | ms | Exact / method | "
+              "%% of FMA peak (Exact's flop model) |\n|---|---|---|---|\n",
+              long(n), long(d), rounds, peak);
+  std::printf("| Exact<float> | %.2f | 1.00 | %.1f%% |\n", e * 1e3, 100 * flops / e * 1e-9 / peak);
+  std::printf("| ClusteredEva defaults | %.2f | %.2f | |\n", c * 1e3, e / c);
+  std::printf("| ClusteredEva Diagonal | %.2f | %.2f | |\n", dd * 1e3, e / dd);
+  std::printf("| ClusteredEva AttendingQueries | %.2f | %.2f | |\n", a * 1e3, e / a);
+}
+
+int run(int argc, char** argv) {
+  std::string part = "all";
+  std::string dir = FASTATTN_REAL_ATTENTION_DIR;
+  int seeds = 4, rounds = 15;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--part" && i + 1 < argc)
+      part = argv[++i];
+    else if (a == "--real-dir" && i + 1 < argc)
+      dir = argv[++i];
+    else if (a == "--seeds" && i + 1 < argc)
+      seeds = std::atoi(argv[++i]);
+    else if (a == "--rounds" && i + 1 < argc)
+      rounds = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr,
+                   "usage: fastattn_clustered_eva_study [--part real|synthetic|timing|all] "
+                   "[--seeds S] [--rounds R] [--real-dir DIR]\n");
+      return 2;
+    }
+  }
+  if (part == "real" || part == "all") real_part(dir);
+  if (part == "synthetic" || part == "all") synthetic_part(seeds);
+  if (part == "timing" || part == "all") timing_part(rounds);
+  return 0;
+}
+
+}  // namespace
+}  // namespace fastattn::bench
+
+int main(int argc, char** argv) { return fastattn::bench::run(argc, argv); }
