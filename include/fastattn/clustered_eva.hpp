@@ -19,6 +19,7 @@
 #include "fastattn/detail/clustered_eva/config.hpp"
 #include "fastattn/detail/clustered_eva/estimator.hpp"
 #include "fastattn/detail/clustered_eva/partition.hpp"
+#include "fastattn/detail/clustered_eva/workspace.hpp"
 #include "fastattn/detail/clustering/kmeans.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
@@ -59,13 +60,14 @@ void check_clustered_eva_call(const char* fn, const ClusteredEvaConfig& cfg, Ind
 template <class T, class QueryList, class OutList>
 double run_clustered_eva(const ClusteredEvaConfig& cfg, const KeyClusters<T>& cl,
                          const QueryList& qs, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
-                         OutList& outs, const AttentionOptions& opt, T scale) {
+                         OutList& outs, const AttentionOptions& opt, T scale,
+                         ClusteredEvaBuffers<T>& buffers) {
   double exact_keys = 0;
   if (cl.num_clusters == 0) {  // no visible key: zero rows
     for (auto& out : outs) out.setZero();
     return 0;
   }
-  ClusteredEvaEstimator<T> estimator(cfg, cl, k, v, opt.key_padding, scale);
+  ClusteredEvaEstimator<T> estimator(cfg, cl, k, v, opt.key_padding, scale, buffers);
   for (size_t h = 0; h < qs.size(); ++h) estimator.run(qs[h], outs[h], &exact_keys);
   return exact_keys;
 }
@@ -92,7 +94,8 @@ void clustered_eva_with_partition(const ClusteredEvaConfig& cfg, const ConstMatR
   const T scale = static_cast<T>(resolve_scale(opt, q.cols()));
   std::vector<ConstMatRef<T>> qs{q};
   std::vector<MatRef<T>> outs{out};
-  const double exact = run_clustered_eva<T>(cfg, cl, qs, k, v, outs, opt, scale);
+  ClusteredEvaBuffers<T> buffers;
+  const double exact = run_clustered_eva<T>(cfg, cl, qs, k, v, outs, opt, scale, buffers);
   if (stats != nullptr) {
     stats->num_clusters = cl.num_clusters;
     stats->exact_fraction =
@@ -142,11 +145,12 @@ class ClusteredEva {
     stats = ClusteredEvaStats{};
     if (q.rows() == 0) return;
     detail::SerialEigenScope serial_eigen;
-    detail::KeyClusters<T> cl;
-    cluster_keys(k, v, opt.key_padding, cl);
+    detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
+    const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
     std::vector<ConstMatRef<T>> qs{q};
     std::vector<MatRef<T>> outs{out};
-    const double exact = detail::run_clustered_eva<T>(config_, cl, qs, k, v, outs, opt, scale(opt));
+    const double exact =
+        detail::run_clustered_eva<T>(config_, cl, qs, k, v, outs, opt, scale(opt), ws.buffers);
     stats.num_clusters = cl.num_clusters;
     if (cl.visible() > 0) stats.exact_fraction = exact / (double(q.rows()) * double(cl.visible()));
   }
@@ -174,9 +178,9 @@ class ClusteredEva {
     }
     if (q.empty() || q[0].rows() == 0) return;
     detail::SerialEigenScope serial_eigen;
-    detail::KeyClusters<T> cl;
-    cluster_keys(k, v, opt.key_padding, cl);
-    detail::run_clustered_eva<T>(config_, cl, q, k, v, out, opt, scale(opt));
+    detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
+    const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
+    detail::run_clustered_eva<T>(config_, cl, q, k, v, out, opt, scale(opt), ws.buffers);
   }
 
  private:
@@ -184,28 +188,32 @@ class ClusteredEva {
     return static_cast<T>(detail::resolve_scale(opt, head_dim_));
   }
 
-  /// k-means over the visible keys -> the sorted clusters.
-  void cluster_keys(const ConstMatRef<T>& k, const ConstMatRef<T>& v, const KeyMask& padding,
-                    detail::KeyClusters<T>& cl) const {
+  /// k-means over the visible keys -> the sorted clusters (in ws.clusters).
+  const detail::KeyClusters<T>& cluster_keys(const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                                             const KeyMask& padding,
+                                             detail::ClusteredEvaWorkspace<T>& ws) const {
     const Index nk = k.rows();
-    std::vector<Index> visible;
-    visible.reserve(size_t(nk));
+    ws.visible.clear();
     for (Index j = 0; j < nk; ++j)
-      if (!detail::is_padded(padding, j)) visible.push_back(j);
-    const Index n = Index(visible.size());
-    std::vector<Index> labels(size_t(nk), -1);
+      if (!detail::is_padded(padding, j)) ws.visible.push_back(j);
+    const Index n = Index(ws.visible.size());
+    ws.labels.assign(size_t(nk), -1);
     Index clusters = 0;
     if (n > 0) {
-      RowMatrix<T> x(n, k.cols());
-      for (Index i = 0; i < n; ++i) x.row(i) = k.row(visible[size_t(i)]);
-      detail::KMeansWorkspace<T> ws;
-      detail::KMeansResult<T> result;
-      detail::kmeans<T>(x, config_.clusters_for(n), config_.iterations, config_.seed, ws, result);
+      const bool all_visible = n == nk;  // then cluster k in place
+      if (!all_visible) {
+        ws.visible_keys.resize(n, k.cols());
+        for (Index i = 0; i < n; ++i) ws.visible_keys.row(i) = k.row(ws.visible[size_t(i)]);
+      }
+      const ConstMatRef<T> x = all_visible ? k : ConstMatRef<T>(ws.visible_keys);
+      detail::kmeans<T>(x, config_.clusters_for(n), config_.iterations, config_.seed, ws.kmeans,
+                        ws.kmeans_result);
       for (Index i = 0; i < n; ++i)
-        labels[size_t(visible[size_t(i)])] = result.assignment[size_t(i)];
-      clusters = result.num_clusters;
+        ws.labels[size_t(ws.visible[size_t(i)])] = ws.kmeans_result.assignment[size_t(i)];
+      clusters = ws.kmeans_result.num_clusters;
     }
-    detail::build_key_clusters<T>(k, v, labels, clusters, cl);
+    detail::build_key_clusters<T>(k, v, ws.labels, clusters, ws.clusters);
+    return ws.clusters;
   }
 
   Index head_dim_;

@@ -18,10 +18,11 @@ struct ClusteredEvaConfig {
   Index num_clusters = 0;    // C requested (0 = default for the call's n)
   Index exact_clusters = 0;  // r requested (0 = default for the call's C); see exact_clusters_zero
   Index window = 0;
-  int iterations = 4;
+  int iterations = 3;
   std::uint64_t seed = 0;
   ClusterCentre centre = ClusterCentre::KeyMean;
-  ClusterMassCorrection correction = ClusterMassCorrection::None;
+  ClusterSummary summary = ClusterSummary::RepresentativeQuery;
+  ClusterMassCorrection correction = ClusterMassCorrection::Isotropic;
   /// r = 0 exactly (no cluster computed exactly). Not reachable from the options (0 is the
   /// default there); the estimator's tests and docs/spec/eva.md §10.6's EVA-Disjoint reduction use
   /// it through the detail entry points.
@@ -34,8 +35,8 @@ struct ClusteredEvaConfig {
     while (c > 1 && (c - 1) * (c - 1) >= n) --c;
     return std::max<Index>(c, 1);
   }
-  /// The default r for C clusters: ceil(C / 8).
-  static Index default_exact_clusters(Index c) { return (c + 7) / 8; }
+  /// The default r for C clusters: max(2, ceil(C / 16)), at most C.
+  static Index default_exact_clusters(Index c) { return std::min(c, std::max<Index>(2, (c + 15) / 16)); }
 
   /// C for a call with n >= 1 visible keys (before k-means caps it at the distinct keys).
   Index clusters_for(Index n) const {
@@ -54,7 +55,7 @@ inline ClusteredEvaConfig make_clustered_eva_config(const ClusteredEvaOptions& o
                  "ClusteredEva: options.num_clusters must be >= 0 (0 = default ceil(sqrt(n))), got "
                      << o.num_clusters);
   FASTATTN_CHECK(o.exact_clusters >= 0,
-                 "ClusteredEva: options.exact_clusters must be >= 0 (0 = default ceil(C / 8)), got "
+                 "ClusteredEva: options.exact_clusters must be >= 0 (0 = default max(2, ceil(C / 16))), got "
                      << o.exact_clusters);
   FASTATTN_CHECK(o.num_clusters == 0 || o.exact_clusters <= o.num_clusters,
                  "ClusteredEva: options.exact_clusters = "
@@ -62,11 +63,14 @@ inline ClusteredEvaConfig make_clustered_eva_config(const ClusteredEvaOptions& o
   FASTATTN_CHECK(o.window >= 0,
                  "ClusteredEva: options.window must be >= 0 (0 = no window), got " << o.window);
   FASTATTN_CHECK(o.iterations >= 0,
-                 "ClusteredEva: options.iterations must be >= 0 (0 = default 4), got "
+                 "ClusteredEva: options.iterations must be >= 0 (0 = default 3), got "
                      << o.iterations);
   const auto centre = static_cast<int>(o.centre);
   FASTATTN_CHECK(centre >= 0 && centre <= static_cast<int>(ClusterCentre::AttendingQueries),
                  "ClusteredEva: options.centre has the invalid value " << centre);
+  const auto summary = static_cast<int>(o.summary);
+  FASTATTN_CHECK(summary >= 0 && summary <= static_cast<int>(ClusterSummary::RepresentativeQuery),
+                 "ClusteredEva: options.summary has the invalid value " << summary);
   const auto correction = static_cast<int>(o.mass_correction);
   FASTATTN_CHECK(
       correction >= 0 && correction <= static_cast<int>(ClusterMassCorrection::Diagonal),
@@ -78,6 +82,7 @@ inline ClusteredEvaConfig make_clustered_eva_config(const ClusteredEvaOptions& o
   if (o.iterations > 0) c.iterations = o.iterations;
   c.seed = o.seed;
   c.centre = o.centre;
+  c.summary = o.summary;
   c.correction = o.mass_correction;
   return c;
 }

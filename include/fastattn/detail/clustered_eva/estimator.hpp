@@ -22,26 +22,45 @@
 
 namespace fastattn::detail {
 
+/// The buffers of ClusteredEvaEstimator (one set per thread, reused across calls: see
+/// clustered_eva_workspace()). Sized by the estimator; a call with the same shapes as the previous
+/// one allocates nothing.
+template <class T>
+struct ClusteredEvaBuffers {
+  RowMatrix<T> mu, beta;                    // [C, D] the summary weights' vector, [C, Dv] beta
+  Vector<T> beta_logits;                    // scratch of summarize_values
+  RowMatrix<T> qs, qsq, gap, scores, logits, partial, qg, attending;
+  RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
+  Vector<T> centre_den, top_scores;
+  std::vector<SoftmaxRow<T>> parts;
+  std::vector<Index> selected, group_begin, group_rows, next;
+  OnlineSoftmaxRows<T> state;
+  std::vector<Index> in_window, slot, touched;  // window
+  ClusterMoments<T> adjusted;
+  RowMatrix<T> adjusted_beta, adjusted_scores, rest_keys, rest_values, window_keys, window_values;
+};
+
 /// The query side of one kv head: construct once per (kv head, call) over its clusters, then
-/// run() once per query head. Workspaces are sized once and reused by every block.
+/// run() once per query head.
 template <class T>
 class ClusteredEvaEstimator {
-  static constexpr Index kQueryBlock = 2048;  // queries per block: [2048, C] scores
+  static constexpr Index kQueryBlock = 1024;  // queries per block: [1024, C] scores
   static constexpr Index kRowTile = 512;      // query rows per logits tile
   static constexpr Index kKeyChunk = 256;     // keys per logits tile of a cluster or window
 
  public:
   /// cfg: the resolved configuration; cl: the partition of k's visible keys; k [Nk, D], v [Nk, Dv]
-  /// and key_padding [Nk] or empty (read only by the window); scale: s.
+  /// and key_padding [Nk] or empty (read only by the window); scale: s; buffers: reused storage.
   ClusteredEvaEstimator(const ClusteredEvaConfig& cfg, const KeyClusters<T>& cl,
                         const ConstMatRef<T>& k, const ConstMatRef<T>& v,
-                        const KeyMask& key_padding, T scale)
+                        const KeyMask& key_padding, T scale, ClusteredEvaBuffers<T>& buffers)
       : cfg_(cfg),
         cl_(cl),
         k_(k),
         v_(v),
         pad_(key_padding),
         scale_(scale),
+        b_(buffers),
         c_(cl.num_clusters),
         r_(cfg.exact_for(cl.num_clusters)),
         w_(cfg.window),
@@ -50,36 +69,40 @@ class ClusteredEvaEstimator {
     block_ = w_ > 0 ? w_ * std::max<Index>(1, kQueryBlock / w_) : kQueryBlock;
     const Index touched_max = w_ > 0 ? std::min(w_, c_) : 0;
     const Index cols = std::max(kKeyChunk, c_ + touched_max);
-    qs_.resize(block_, d_);
-    scores_.resize(block_, c_);
-    logits_.resize(std::min(block_, std::max(kRowTile, w_)), cols);
-    partial_.resize(block_, dv_);
-    parts_.resize(size_t(block_));
-    selected_.resize(size_t(block_ * std::max<Index>(r_, 1)));
-    top_scores_.resize(std::max<Index>(r_, 1));
-    group_begin_.resize(size_t(c_ + 1));
-    group_rows_.resize(size_t(block_ * std::max<Index>(r_, 1)));
-    qg_.resize(block_, d_);
+    const Index r1 = std::max<Index>(r_, 1);
+    b_.qs.resize(block_, d_);
+    b_.scores.resize(block_, c_);
+    b_.logits.resize(std::min(block_, std::max(kRowTile, w_)), cols);
+    b_.partial.resize(block_, dv_);
+    b_.parts.resize(size_t(block_));
+    b_.selected.resize(size_t(block_ * r1));
+    b_.top_scores.resize(r1);
+    b_.group_begin.resize(size_t(c_ + 1));
+    b_.group_rows.resize(size_t(block_ * r1));
+    b_.qg.resize(block_, d_);
     if (cfg_.correction == ClusterMassCorrection::Diagonal) {
-      qsq_.resize(block_, d_);
-      gap_.resize(block_, std::max(c_, touched_max));
+      b_.qsq.resize(block_, d_);
+      b_.gap.resize(block_, std::max(c_, touched_max));
     }
     if (w_ > 0) {
-      in_window_.assign(size_t(c_), 0);
-      slot_.assign(size_t(c_), -1);
-      adjusted_.resize(touched_max, d_);
-      adjusted_beta_.resize(touched_max, dv_);
-      adjusted_scores_.resize(block_, touched_max);
+      b_.in_window.assign(size_t(c_), 0);
+      b_.slot.assign(size_t(c_), -1);
+      b_.adjusted.resize(touched_max, d_);
+      b_.adjusted_beta.resize(touched_max, dv_);
+      b_.adjusted_scores.resize(block_, touched_max);
       const Index largest = cl.largest();
-      rest_keys_.resize(largest, d_);
-      rest_values_.resize(largest, dv_);
-      window_keys_.resize(std::min(kKeyChunk, w_), d_);
-      window_values_.resize(std::min(kKeyChunk, w_), dv_);
+      b_.rest_keys.resize(largest, d_);
+      b_.rest_values.resize(largest, dv_);
+      b_.window_keys.resize(std::min(kKeyChunk, w_), d_);
+      b_.window_values.resize(std::min(kKeyChunk, w_), dv_);
     }
-    if (cfg_.centre == ClusterCentre::AttendingQueries) attending_.resize(block_, c_);
+    if (cfg_.centre == ClusterCentre::AttendingQueries) b_.attending.resize(block_, c_);
     if (cfg_.centre == ClusterCentre::KeyMean) {  // query-independent: once for all query heads
-      mu_ = cl.moments.mean;
-      summarize_clusters<T>(cl_, mu_, scale_, beta_logits_, beta_);
+      if (cfg_.summary == ClusterSummary::SingleSample)
+        b_.mu = cl.moments.mean;
+      else
+        b_.mu.setZero(c_, d_);
+      summarize();
     }
   }
 
@@ -87,8 +110,7 @@ class ClusteredEvaEstimator {
   void run(const ConstMatRef<T>& q, MatRef<T> out, double* exact_keys) {
     if (cfg_.centre == ClusterCentre::TokenMean) token_mean_centres(q);
     if (cfg_.centre == ClusterCentre::AttendingQueries) attending_query_centres(q);
-    if (cfg_.centre != ClusterCentre::KeyMean)
-      summarize_clusters<T>(cl_, mu_, scale_, beta_logits_, beta_);
+    if (cfg_.centre != ClusterCentre::KeyMean) summarize();
     // With one block, the centres' pass left its scores and selection in place: reuse them.
     const bool scored = cfg_.centre == ClusterCentre::AttendingQueries && q.rows() <= block_;
     double exact = 0;
@@ -98,39 +120,48 @@ class ClusteredEvaEstimator {
   }
 
  private:
-  // ---- centres (docs/spec/eva.md §10.5) ----
+  // ---- centres and summaries (docs/spec/eva.md §10.5) ----
+  // b_.mu holds the vector the summary weights use: the proposal centre mu_c (SingleSample) or
+  // the representative query qhat_c (RepresentativeQuery).
 
-  /// mu_c = (qbar_c + kbar_c) / 2, qbar_c the mean query of the cluster's tokens (Nq = Nk).
+  void summarize() { summarize_clusters<T>(cl_, b_.mu, scale_, cfg_.summary, b_.beta_logits, b_.beta); }
+
+  /// qbar_c, the mean query of the cluster's tokens (Nq = Nk); mu_c = (qbar_c + kbar_c) / 2.
   void token_mean_centres(const ConstMatRef<T>& q) {
-    mu_.setZero(c_, d_);
+    b_.mu.setZero(c_, d_);
     for (Index c = 0; c < c_; ++c) {
       for (Index j = cl_.first(c); j < cl_.first(c + 1); ++j)
-        mu_.row(c) += q.row(cl_.token[size_t(j)]);
-      mu_.row(c) = T(0.5) * (mu_.row(c) / static_cast<T>(cl_.size(c)) + cl_.moments.mean.row(c));
+        b_.mu.row(c) += q.row(cl_.token[size_t(j)]);
+      b_.mu.row(c) /= static_cast<T>(cl_.size(c));
+      if (cfg_.summary == ClusterSummary::SingleSample)
+        b_.mu.row(c) = T(0.5) * (b_.mu.row(c) + cl_.moments.mean.row(c));
     }
   }
 
-  /// mu_c = qtilde_c + kbar_c with qtilde_c = sum_n a_nc q_n / sum_n a_nc, a_nc the estimated
-  /// attention share of cluster c for query n, 0 where c is selected (one pass of scores).
+  /// qtilde_c = sum_n a_nc q_n / sum_n a_nc, a_nc the estimated attention share of cluster c for
+  /// query n, 0 where c is selected (one pass of scores); mu_c = qtilde_c + kbar_c.
   void attending_query_centres(const ConstMatRef<T>& q) {
-    RowMatrix<T> num = RowMatrix<T>::Zero(c_, d_);
-    Vector<T> den = Vector<T>::Zero(c_);
+    b_.centre_num.setZero(c_, d_);
+    b_.centre_den.setZero(c_);
     for (Index i0 = 0; i0 < q.rows(); i0 += block_) {
       const Index b = std::min(block_, q.rows() - i0);
       score_and_select(q, i0, b);
-      auto a = attending_.topRows(b);
-      a = scores_.topRows(b);
+      auto a = b_.attending.topRows(b);
+      a = b_.scores.topRows(b);
       for (Index i = 0; i < b; ++i) {
         const SoftmaxRow<T> row = softmax_numerators(a.row(i));
         a.row(i) *= row.inverse_sum();
         for (Index t = 0; t < r_; ++t) a(i, selected(i, t)) = 0;
       }
-      den += a.colwise().sum().transpose();
-      num.noalias() += a.transpose() * q.middleRows(i0, b);
+      b_.centre_den += a.colwise().sum().transpose();
+      b_.centre_num.noalias() += a.transpose() * q.middleRows(i0, b);
     }
-    mu_ = cl_.moments.mean;
+    if (cfg_.summary == ClusterSummary::SingleSample)
+      b_.mu = cl_.moments.mean;
+    else
+      b_.mu.setZero(c_, d_);
     for (Index c = 0; c < c_; ++c)
-      if (den[c] > 0) mu_.row(c) += num.row(c) / den[c];
+      if (b_.centre_den[c] > 0) b_.mu.row(c) += b_.centre_num.row(c) / b_.centre_den[c];
   }
 
   // ---- scores and selection (§10.3, §10.4) ----
@@ -153,30 +184,30 @@ class ClusteredEvaEstimator {
       }
       return;
     }
-    auto qsq = qsq_.topRows(b);
+    auto qsq = b_.qsq.topRows(b);
     qsq = qs.array().square().matrix();
-    auto gap = gap_.topLeftCorner(b, m);
+    auto gap = b_.gap.topLeftCorner(b, m);
     gap.noalias() = qsq * mo.var.topRows(m).transpose();
     for (Index i = 0; i < b; ++i)
       out.row(i).array() +=
           (T(0.5) * gap.row(i).array()).min(std::sqrt(qsq.row(i).sum()) * radius);
   }
 
-  /// Scores of queries [i0, i0 + b) into scores_ (qs_ holds s q) and the top-r clusters of each
-  /// row into selected_ (ties: the lower index; NaN ranks last).
+  /// Scores of queries [i0, i0 + b) into b_.scores (b_.qs holds s q) and the top-r clusters of each
+  /// row into b_.selected (ties: the lower index; NaN ranks last).
   void score_and_select(const ConstMatRef<T>& q, Index i0, Index b) {
-    qs_.topRows(b) = scale_ * q.middleRows(i0, b);
-    score(qs_.topRows(b), cl_.moments, c_, scores_.topRows(b));
+    b_.qs.topRows(b) = scale_ * q.middleRows(i0, b);
+    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topRows(b));
     if (r_ == 0) return;
     // Top r by insertion into a sorted list of r (r is small; one compare per cluster typically).
     // Order: larger score first, ties to the lower index; NaN ranks below everything.
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     for (Index i = 0; i < b; ++i) {
-      Index* top = &selected_[size_t(i * r_)];
-      T* top_score = top_scores_.data();
+      Index* top = &b_.selected[size_t(i * r_)];
+      T* top_score = b_.top_scores.data();
       Index filled = 0;
       for (Index c = 0; c < c_; ++c) {
-        T x = scores_(i, c);
+        T x = b_.scores(i, c);
         if (std::isnan(x)) x = neg_inf;
         if (filled == r_ && !(x > top_score[r_ - 1])) continue;  // (equal: the lower index stays)
         Index pos = filled == r_ ? r_ - 1 : filled++;
@@ -190,7 +221,7 @@ class ClusteredEvaEstimator {
     }
   }
 
-  Index selected(Index i, Index t) const { return selected_[size_t(i * r_ + t)]; }
+  Index selected(Index i, Index t) const { return b_.selected[size_t(i * r_ + t)]; }
 
   // ---- one block of queries ----
 
@@ -198,24 +229,24 @@ class ClusteredEvaEstimator {
                  bool scored) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (!scored) score_and_select(q, i0, b);
-    state_.reset(b, dv_);
+    b_.state.reset(b, dv_);
     if (w_ == 0) {
-      auto logits = scores_.topRows(b);  // the summary entries: every cluster not selected
+      auto logits = b_.scores.topRows(b);  // the summary entries: every cluster not selected
       for (Index i = 0; i < b; ++i) {
         for (Index t = 0; t < r_; ++t) {
           logits(i, selected(i, t)) = neg_inf;
           exact += double(cl_.size(selected(i, t)));
         }
-        parts_[size_t(i)] = softmax_numerators(logits.row(i));
+        b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
       }
-      partial_.topRows(b).noalias() = logits * beta_;
-      for (Index i = 0; i < b; ++i) state_.merge(i, parts_[size_t(i)], partial_.row(i));
+      b_.partial.topRows(b).noalias() = logits * b_.beta;
+      for (Index i = 0; i < b; ++i) b_.state.merge(i, b_.parts[size_t(i)], b_.partial.row(i));
     } else {
       for (Index w0 = 0; w0 < b; w0 += w_)
         run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
     }
     run_exact_clusters(i0, b);
-    for (Index i = 0; i < b; ++i) state_.finish(i, out.row(i0 + i));
+    for (Index i = 0; i < b; ++i) b_.state.finish(i, out.row(i0 + i));
   }
 
   /// The summaries and the window of the queries [t0, t0 + m) (block rows [r0, r0 + m)), whose
@@ -226,73 +257,73 @@ class ClusteredEvaEstimator {
     const Index nk = k_.rows();
     const Index a = std::min(t0, nk), e = std::min(t0 + w_, nk);
     // 1. The clusters meeting the window, in index order, and their keys inside it.
-    touched_.clear();
+    b_.touched.clear();
     Index visible = 0;
     for (Index j = a; j < e; ++j) {
       const Index c = cl_.cluster_of[size_t(j)];
       if (c < 0) continue;
       ++visible;
-      if (in_window_[size_t(c)]++ == 0) touched_.push_back(c);
+      if (b_.in_window[size_t(c)]++ == 0) b_.touched.push_back(c);
     }
-    std::sort(touched_.begin(), touched_.end());
-    const Index nt = Index(touched_.size());
+    std::sort(b_.touched.begin(), b_.touched.end());
+    const Index nt = Index(b_.touched.size());
     // 2. Their moments and summaries over the keys outside the window.
     for (Index t = 0; t < nt; ++t) {
-      const Index c = touched_[size_t(t)];
-      slot_[size_t(c)] = t;
+      const Index c = b_.touched[size_t(t)];
+      b_.slot[size_t(c)] = t;
       Index rest = 0;
       for (Index j = cl_.first(c); j < cl_.first(c + 1); ++j) {
         const Index token = cl_.token[size_t(j)];
         if (token >= a && token < e) continue;
-        rest_keys_.row(rest) = cl_.keys.row(j);
-        rest_values_.row(rest) = cl_.values.row(j);
+        b_.rest_keys.row(rest) = cl_.keys.row(j);
+        b_.rest_values.row(rest) = cl_.values.row(j);
         ++rest;
       }
       if (rest == 0) {  // entirely inside the window: no summary entry
-        adjusted_.log_count[t] = neg_inf;
-        adjusted_.mean.row(t).setZero();
-        adjusted_.var.row(t).setZero();
-        adjusted_.mean_var[t] = 0;
-        adjusted_.radius[t] = 0;
-        adjusted_beta_.row(t).setZero();
+        b_.adjusted.log_count[t] = neg_inf;
+        b_.adjusted.mean.row(t).setZero();
+        b_.adjusted.var.row(t).setZero();
+        b_.adjusted.mean_var[t] = 0;
+        b_.adjusted.radius[t] = 0;
+        b_.adjusted_beta.row(t).setZero();
         continue;
       }
-      compute_moments<T>(rest_keys_.topRows(rest), adjusted_, t);
-      summarize_values<T>(rest_keys_.topRows(rest), rest_values_.topRows(rest), mu_.row(c), scale_,
-                          beta_logits_, adjusted_beta_.row(t));
+      compute_moments<T>(b_.rest_keys.topRows(rest), b_.adjusted, t);
+      summarize_values<T>(b_.rest_keys.topRows(rest), b_.rest_values.topRows(rest), b_.mu.row(c),
+                          scale_, cfg_.summary, b_.beta_logits, b_.adjusted_beta.row(t));
     }
     // 3. Summary logits [m, C + nt]: whole clusters, then the adjusted ones; the selected and the
     // replaced entries masked.
-    auto logits = logits_.topLeftCorner(m, c_ + nt);
+    auto logits = b_.logits.topLeftCorner(m, c_ + nt);
     if (nt > 0) {
-      score(qs_.middleRows(r0, m), adjusted_, nt, adjusted_scores_.topLeftCorner(m, nt));
-      logits.rightCols(nt) = adjusted_scores_.topLeftCorner(m, nt);
+      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(m, nt));
+      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(m, nt);
       for (Index t = 0; t < nt; ++t)
-        if (adjusted_.log_count[t] == neg_inf) logits.col(c_ + t).setConstant(neg_inf);
+        if (b_.adjusted.log_count[t] == neg_inf) logits.col(c_ + t).setConstant(neg_inf);
     }
-    logits.leftCols(c_) = scores_.middleRows(r0, m);
-    for (Index c : touched_) logits.col(c).setConstant(neg_inf);
+    logits.leftCols(c_) = b_.scores.middleRows(r0, m);
+    for (Index c : b_.touched) logits.col(c).setConstant(neg_inf);
     for (Index i = 0; i < m; ++i) {
       Index exact_row = visible;
       for (Index t = 0; t < r_; ++t) {
         const Index c = selected(r0 + i, t);
         logits(i, c) = neg_inf;
         exact_row += cl_.size(c);
-        if (slot_[size_t(c)] >= 0) {
-          logits(i, c_ + slot_[size_t(c)]) = neg_inf;
-          exact_row -= in_window_[size_t(c)];
+        if (b_.slot[size_t(c)] >= 0) {
+          logits(i, c_ + b_.slot[size_t(c)]) = neg_inf;
+          exact_row -= b_.in_window[size_t(c)];
         }
       }
       exact += double(exact_row);
-      parts_[size_t(i)] = softmax_numerators(logits.row(i));
+      b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
     }
-    auto partial = partial_.topRows(m);
-    partial.noalias() = logits.leftCols(c_) * beta_;
-    if (nt > 0) partial.noalias() += logits.rightCols(nt) * adjusted_beta_.topRows(nt);
-    for (Index i = 0; i < m; ++i) state_.merge(r0 + i, parts_[size_t(i)], partial.row(i));
-    for (Index c : touched_) {
-      in_window_[size_t(c)] = 0;
-      slot_[size_t(c)] = -1;
+    auto partial = b_.partial.topRows(m);
+    partial.noalias() = logits.leftCols(c_) * b_.beta;
+    if (nt > 0) partial.noalias() += logits.rightCols(nt) * b_.adjusted_beta.topRows(nt);
+    for (Index i = 0; i < m; ++i) b_.state.merge(r0 + i, b_.parts[size_t(i)], partial.row(i));
+    for (Index c : b_.touched) {
+      b_.in_window[size_t(c)] = 0;
+      b_.slot[size_t(c)] = -1;
     }
     // 4. The window's keys, exactly (padded ones masked, and zeroed so that non-finite padded
     // values cannot leak through 0 * inf).
@@ -303,26 +334,26 @@ class ClusteredEvaEstimator {
       if (any_padded) {
         for (Index j = 0; j < len; ++j) {
           if (is_padded(j0 + j)) {
-            window_keys_.row(j).setZero();
-            window_values_.row(j).setZero();
+            b_.window_keys.row(j).setZero();
+            b_.window_values.row(j).setZero();
           } else {
-            window_keys_.row(j) = k_.row(j0 + j);
-            window_values_.row(j) = v_.row(j0 + j);
+            b_.window_keys.row(j) = k_.row(j0 + j);
+            b_.window_values.row(j) = v_.row(j0 + j);
           }
         }
       }
-      const ConstMatRef<T> keys = any_padded ? ConstMatRef<T>(window_keys_.topRows(len))
+      const ConstMatRef<T> keys = any_padded ? ConstMatRef<T>(b_.window_keys.topRows(len))
                                              : ConstMatRef<T>(k_.middleRows(j0, len));
-      const ConstMatRef<T> values = any_padded ? ConstMatRef<T>(window_values_.topRows(len))
+      const ConstMatRef<T> values = any_padded ? ConstMatRef<T>(b_.window_values.topRows(len))
                                                : ConstMatRef<T>(v_.middleRows(j0, len));
-      auto tile = logits_.topLeftCorner(m, len);
-      tile.noalias() = qs_.middleRows(r0, m) * keys.transpose();
+      auto tile = b_.logits.topLeftCorner(m, len);
+      tile.noalias() = b_.qs.middleRows(r0, m) * keys.transpose();
       if (any_padded)
         for (Index j = 0; j < len; ++j)
           if (is_padded(j0 + j)) tile.col(j).setConstant(neg_inf);
-      for (Index i = 0; i < m; ++i) parts_[size_t(i)] = softmax_numerators(tile.row(i));
+      for (Index i = 0; i < m; ++i) b_.parts[size_t(i)] = softmax_numerators(tile.row(i));
       partial.noalias() = tile * values;
-      for (Index i = 0; i < m; ++i) state_.merge(r0 + i, parts_[size_t(i)], partial.row(i));
+      for (Index i = 0; i < m; ++i) b_.state.merge(r0 + i, b_.parts[size_t(i)], partial.row(i));
     }
   }
 
@@ -332,26 +363,26 @@ class ClusteredEvaEstimator {
   void run_exact_clusters(Index i0, Index b) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (r_ == 0) return;
-    std::fill(group_begin_.begin(), group_begin_.end(), 0);
+    std::fill(b_.group_begin.begin(), b_.group_begin.end(), 0);
     for (Index i = 0; i < b; ++i)
-      for (Index t = 0; t < r_; ++t) ++group_begin_[size_t(selected(i, t) + 1)];
-    for (Index c = 0; c < c_; ++c) group_begin_[size_t(c + 1)] += group_begin_[size_t(c)];
-    next_.assign(group_begin_.begin(), group_begin_.end() - 1);
+      for (Index t = 0; t < r_; ++t) ++b_.group_begin[size_t(selected(i, t) + 1)];
+    for (Index c = 0; c < c_; ++c) b_.group_begin[size_t(c + 1)] += b_.group_begin[size_t(c)];
+    b_.next.assign(b_.group_begin.begin(), b_.group_begin.end() - 1);
     for (Index i = 0; i < b; ++i)
-      for (Index t = 0; t < r_; ++t) group_rows_[size_t(next_[size_t(selected(i, t))]++)] = i;
+      for (Index t = 0; t < r_; ++t) b_.group_rows[size_t(b_.next[size_t(selected(i, t))]++)] = i;
     for (Index c = 0; c < c_; ++c) {
-      const Index g0 = group_begin_[size_t(c)], g = group_begin_[size_t(c + 1)] - g0;
+      const Index g0 = b_.group_begin[size_t(c)], g = b_.group_begin[size_t(c + 1)] - g0;
       if (g == 0) continue;
-      auto qg = qg_.topRows(g);
-      for (Index i = 0; i < g; ++i) qg.row(i) = qs_.row(group_rows_[size_t(g0 + i)]);
+      auto qg = b_.qg.topRows(g);
+      for (Index i = 0; i < g; ++i) qg.row(i) = b_.qs.row(b_.group_rows[size_t(g0 + i)]);
       for (Index j0 = 0; j0 < cl_.size(c); j0 += kKeyChunk) {
         const Index len = std::min(kKeyChunk, cl_.size(c) - j0), first = cl_.first(c) + j0;
         const auto keys = cl_.keys.middleRows(first, len);
         const auto values = cl_.values.middleRows(first, len);
         for (Index t0 = 0; t0 < g; t0 += kRowTile) {  // row tiles bound the logits buffer
           const Index rows = std::min(kRowTile, g - t0);
-          const Index* row_of = &group_rows_[size_t(g0 + t0)];
-          auto tile = logits_.topLeftCorner(rows, len);
+          const Index* row_of = &b_.group_rows[size_t(g0 + t0)];
+          auto tile = b_.logits.topLeftCorner(rows, len);
           tile.noalias() = qg.middleRows(t0, rows) * keys.transpose();
           if (w_ > 0) {
             for (Index i = 0; i < rows; ++i) {
@@ -362,10 +393,10 @@ class ClusteredEvaEstimator {
               }
             }
           }
-          for (Index i = 0; i < rows; ++i) parts_[size_t(i)] = softmax_numerators(tile.row(i));
-          auto partial = partial_.topRows(rows);
+          for (Index i = 0; i < rows; ++i) b_.parts[size_t(i)] = softmax_numerators(tile.row(i));
+          auto partial = b_.partial.topRows(rows);
           partial.noalias() = tile * values;
-          for (Index i = 0; i < rows; ++i) state_.merge(row_of[i], parts_[size_t(i)], partial.row(i));
+          for (Index i = 0; i < rows; ++i) b_.state.merge(row_of[i], b_.parts[size_t(i)], partial.row(i));
         }
       }
     }
@@ -379,19 +410,8 @@ class ClusteredEvaEstimator {
   const ConstMatRef<T>& v_;
   const KeyMask& pad_;
   T scale_;
+  ClusteredEvaBuffers<T>& b_;
   Index c_, r_, w_, d_, dv_, block_ = 0;
-  RowMatrix<T> mu_, beta_;
-  Vector<T> beta_logits_;
-  RowMatrix<T> qs_, qsq_, gap_, scores_, logits_, partial_, qg_, attending_;
-  std::vector<SoftmaxRow<T>> parts_;
-  Vector<T> top_scores_;
-  std::vector<Index> selected_, group_begin_, group_rows_, next_;
-  OnlineSoftmaxRows<T> state_;
-  // window
-  std::vector<Index> in_window_, slot_, touched_;
-  ClusterMoments<T> adjusted_;
-  RowMatrix<T> adjusted_beta_, adjusted_scores_, rest_keys_, rest_values_, window_keys_,
-      window_values_;
 };
 
 }  // namespace fastattn::detail

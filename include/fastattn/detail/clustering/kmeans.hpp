@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "fastattn/config.hpp"
@@ -33,37 +34,55 @@ struct KMeansWorkspace {
   std::vector<std::uint64_t> hash;  // [n] row hashes
   Vector<T> sqnorm;                 // [n] |x_i|^2
   Vector<T> nearest;                // [n] squared distance to the assigned / nearest centre
-  Eigen::VectorXd keys, weights;    // [n] sampling keys and weights of the seeding
+  // seeding (over all rows or a sample of them)
+  std::vector<std::pair<double, Index>> order;  // [n] (sampling key, row) to choose the sample
+  std::vector<std::uint64_t> sample_hash;
+  RowMatrix<T> sample;                          // [S, D]
+  Vector<T> seed_sqnorm, seed_nearest, seed_dots;
+  Eigen::VectorXd keys, weights;                // sampling keys and weights
   Vector<T> centre_sqnorm;          // [C]
-  RowMatrix<T> dots;                // [block, C] x_i . c (seeding: [n, 1])
+  RowMatrix<T> dots;                // [block, C] x_i . c
   RowMatrix<T> sums;                // [C, D]
 };
 
 namespace kmeans_impl {
 
 constexpr Index kAssignBlock = 256;  // rows per distance GEMM: [256, C] stays in L2
+constexpr Index kSeedRowsPerCluster = 16;  // k-means++ runs on at most 16 C rows
 
 /// The stream of round `round` of the seeding (distinct per seed and round).
 inline std::uint64_t round_stream(std::uint64_t seed, Index round) {
   return derive_seed(seed, static_cast<std::uint64_t>(round));
 }
 
-/// k-means++ (D^2 sampling) with Efraimidis-Spirakis keys: round t picks the row maximizing
-/// ln(u_i) / w_i, u_i = hashed_uniform(hash_i, stream_t), w_i its squared distance to the nearest
-/// chosen centre, which picks row i with probability w_i / sum w. Rows are compared by their keys
-/// only (an exact tie of two different rows' keys has probability ~2^-53 per pair; equal rows are
-/// interchangeable), so the choice does not depend on the row order. Returns the number of centres
-/// chosen: fewer than `clusters` when every remaining row equals a chosen centre.
+/// |x_i|^2 of every row (a loop: Eigen 3.4 evaluates rowwise().squaredNorm() of a strided
+/// row-major view with scalar code).
 template <class T>
-Index seed_centres(const ConstMatRef<T>& x, Index clusters, std::uint64_t seed,
-                   KMeansWorkspace<T>& ws, RowMatrix<T>& centres) {
+void row_squared_norms(const ConstMatRef<T>& x, Vector<T>& out) {
+  out.resize(x.rows());
+  for (Index i = 0; i < x.rows(); ++i) out[i] = x.row(i).squaredNorm();
+}
+
+/// k-means++ (D^2 sampling) over the rows x (hashes `hash`) with Efraimidis-Spirakis keys: round t
+/// picks the row maximizing ln(u_i) / w_i, u_i = hashed_uniform(hash_i, stream_t), w_i its squared
+/// distance to the nearest chosen centre, which picks row i with probability w_i / sum w. Rows are
+/// compared by their keys only (an exact tie of two different rows' keys has probability ~2^-53
+/// per pair; equal rows are interchangeable), so the choice does not depend on the row order.
+/// Returns the number of centres chosen: fewer than `clusters` when every remaining row equals a
+/// chosen centre.
+template <class T>
+Index seed_centres(const ConstMatRef<T>& x, const std::vector<std::uint64_t>& hash,
+                   Index clusters, std::uint64_t seed, KMeansWorkspace<T>& ws,
+                   RowMatrix<T>& centres) {
   const Index n = x.rows();
-  ws.nearest.setConstant(n, std::numeric_limits<T>::infinity());
+  row_squared_norms<T>(x, ws.seed_sqnorm);
+  ws.seed_nearest.setConstant(n, std::numeric_limits<T>::infinity());
+  ws.seed_dots.resize(n);
   ws.keys.resize(n);
   Index chosen = 0;
   for (; chosen < clusters; ++chosen) {
     const std::uint64_t stream = round_stream(seed, chosen);
-    for (Index i = 0; i < n; ++i) ws.keys[i] = hashed_uniform(ws.hash[size_t(i)], stream);
+    for (Index i = 0; i < n; ++i) ws.keys[i] = hashed_uniform(hash[size_t(i)], stream);
     Index best = 0;
     if (chosen == 0) {  // every weight is "infinite": the largest u
       ws.keys.maxCoeff(&best);
@@ -71,20 +90,20 @@ Index seed_centres(const ConstMatRef<T>& x, Index clusters, std::uint64_t seed,
       // ln(u) < 0, so a row with w = 0 (a centre or a duplicate of one) gets -inf. (Two steps:
       // Eigen 3.4 does not vectorize the float -> double cast, and would not the log with it.)
       ws.keys = ws.keys.array().log();
-      ws.weights = ws.nearest.template cast<double>();
+      ws.weights = ws.seed_nearest.template cast<double>();
       ws.keys.array() /= ws.weights.array();
       if (ws.keys.maxCoeff(&best) == -std::numeric_limits<double>::infinity()) break;
     }
     centres.row(chosen) = x.row(best);
     // |x|^2 - 2 x.c + |c|^2 with x.c as one GEMV; the rows equal to the centre (the chosen one
     // and its duplicates: same hash, same bits) get exactly 0 so that they are never drawn again.
-    ws.dots.col(0).noalias() = x * centres.row(chosen).transpose();
+    ws.seed_dots.noalias() = x * centres.row(chosen).transpose();
     const T cc = centres.row(chosen).squaredNorm();
-    ws.nearest = ws.nearest.cwiseMin(
-        (ws.sqnorm - T(2) * ws.dots.col(0) + Vector<T>::Constant(n, cc)).cwiseMax(T(0)));
-    const std::uint64_t h = ws.hash[size_t(best)];
+    ws.seed_nearest = ws.seed_nearest.cwiseMin(
+        (ws.seed_sqnorm - T(2) * ws.seed_dots + Vector<T>::Constant(n, cc)).cwiseMax(T(0)));
+    const std::uint64_t h = hash[size_t(best)];
     for (Index i = 0; i < n; ++i)
-      if (ws.hash[size_t(i)] == h && x.row(i) == x.row(best)) ws.nearest[i] = 0;
+      if (hash[size_t(i)] == h && x.row(i) == x.row(best)) ws.seed_nearest[i] = 0;
   }
   return chosen;
 }
@@ -92,26 +111,24 @@ Index seed_centres(const ConstMatRef<T>& x, Index clusters, std::uint64_t seed,
 /// Assigns every row to its nearest centre (ties: the lower index); ws.nearest gets the squared
 /// distances (clamped at 0). Distances |x|^2 - 2 x.c + |c|^2 with x.c by GEMM, in row blocks.
 template <class T>
-void assign(const ConstMatRef<T>& x, const RowMatrix<T>& centres, KMeansWorkspace<T>& ws,
-            std::vector<Index>& assignment) {
+void assign(const ConstMatRef<T>& x, const Vector<T>& sqnorm, const RowMatrix<T>& centres,
+            KMeansWorkspace<T>& ws, std::vector<Index>& assignment) {
   const Index n = x.rows(), c = centres.rows();
   ws.centre_sqnorm = centres.rowwise().squaredNorm();
   for (Index r0 = 0; r0 < n; r0 += kAssignBlock) {
     const Index rows = std::min(kAssignBlock, n - r0);
     auto dots = ws.dots.topRows(rows);
     dots.noalias() = x.middleRows(r0, rows) * centres.transpose();
+    // d_ij - |x_i|^2 = |c_j|^2 - 2 x_i.c_j; the minimum by a vectorized reduction, then its
+    // first position (ties: the lower index).
+    dots = (dots * T(-2)).rowwise() + ws.centre_sqnorm.transpose();
     for (Index i = 0; i < rows; ++i) {
+      const auto row = dots.row(i);
+      const T best = row.minCoeff();
       Index arg = 0;
-      T best = ws.centre_sqnorm[0] - 2 * dots(i, 0);
-      for (Index j = 1; j < c; ++j) {
-        const T d = ws.centre_sqnorm[j] - 2 * dots(i, j);
-        if (d < best) {
-          best = d;
-          arg = j;
-        }
-      }
+      while (!(row[arg] <= best) && arg + 1 < c) ++arg;  // (NaN rows end at the last index)
       assignment[size_t(r0 + i)] = arg;
-      ws.nearest[r0 + i] = std::max(T(0), ws.sqnorm[r0 + i] + best);
+      ws.nearest[r0 + i] = std::max(T(0), sqnorm[r0 + i] + best);
     }
   }
 }
@@ -120,8 +137,8 @@ void assign(const ConstMatRef<T>& x, const RowMatrix<T>& centres, KMeansWorkspac
 /// (ties: the larger hash, then the lower index); that row's contribution to the objective drops
 /// to 0, so the objective does not increase.
 template <class T>
-void reseed_empty(KMeansWorkspace<T>& ws, std::vector<Index>& assignment,
-                  std::vector<Index>& counts) {
+void reseed_empty(const std::vector<std::uint64_t>& hash, KMeansWorkspace<T>& ws,
+                  std::vector<Index>& assignment, std::vector<Index>& counts) {
   const Index n = Index(assignment.size());
   for (size_t e = 0; e < counts.size(); ++e) {
     if (counts[e] > 0) continue;
@@ -129,7 +146,7 @@ void reseed_empty(KMeansWorkspace<T>& ws, std::vector<Index>& assignment,
     for (Index i = 0; i < n; ++i) {
       if (counts[size_t(assignment[size_t(i)])] < 2) continue;
       if (best < 0 || ws.nearest[i] > ws.nearest[best] ||
-          (ws.nearest[i] == ws.nearest[best] && ws.hash[size_t(i)] > ws.hash[size_t(best)]))
+          (ws.nearest[i] == ws.nearest[best] && hash[size_t(i)] > hash[size_t(best)]))
         best = i;
     }
     // n >= C and every other cluster has >= 1 row, so some cluster has >= 2 rows.
@@ -149,6 +166,19 @@ void update_means(const ConstMatRef<T>& x, const std::vector<Index>& assignment,
   for (Index i = 0; i < x.rows(); ++i) ws.sums.row(assignment[size_t(i)]) += x.row(i);
   for (Index c = 0; c < centres.rows(); ++c)
     centres.row(c) = ws.sums.row(c) / static_cast<T>(counts[size_t(c)]);
+}
+
+/// One Lloyd iteration over the rows x: assign, re-seed empty clusters, centres <- means.
+template <class T>
+void lloyd_step(const ConstMatRef<T>& x, const Vector<T>& sqnorm,
+                const std::vector<std::uint64_t>& hash, KMeansWorkspace<T>& ws,
+                std::vector<Index>& assignment, std::vector<Index>& counts,
+                RowMatrix<T>& centres) {
+  assign<T>(x, sqnorm, centres, ws, assignment);
+  counts.assign(size_t(centres.rows()), 0);
+  for (Index a : assignment) ++counts[size_t(a)];
+  reseed_empty<T>(hash, ws, assignment, counts);
+  update_means<T>(x, assignment, counts, ws, centres);
 }
 
 }  // namespace kmeans_impl
@@ -180,22 +210,37 @@ void kmeans(const ConstMatRef<T>& x, Index clusters, int iterations, std::uint64
   clusters = std::min(clusters, n);
   ws.hash.resize(size_t(n));
   for (Index i = 0; i < n; ++i) ws.hash[size_t(i)] = row_hash(x.row(i).data(), d);
-  ws.sqnorm = x.rowwise().squaredNorm();
+  row_squared_norms<T>(x, ws.sqnorm);
   RowMatrix<T>& centres = result.centres;
   centres.resize(clusters, d);
-  ws.dots.resize(n, 1);
-  const Index c = seed_centres<T>(x, clusters, seed, ws, centres);
+  Index c = 0;
+  const Index sample = kSeedRowsPerCluster * clusters;
+  if (n <= sample) {
+    c = seed_centres<T>(x, ws.hash, clusters, seed, ws, centres);
+  } else {
+    // Seed on the `sample` rows with the smallest hashed uniforms: a uniform sample chosen by
+    // content, so it does not depend on the row order either (ties: equal rows).
+    const std::uint64_t stream = derive_seed(seed, ~std::uint64_t(0));
+    ws.order.resize(size_t(n));
+    for (Index i = 0; i < n; ++i) ws.order[size_t(i)] = {hashed_uniform(ws.hash[size_t(i)], stream), i};
+    std::nth_element(ws.order.begin(), ws.order.begin() + sample, ws.order.end());
+    ws.sample.resize(sample, d);
+    ws.sample_hash.resize(size_t(sample));
+    for (Index i = 0; i < sample; ++i) {
+      const Index row = ws.order[size_t(i)].second;
+      ws.sample.row(i) = x.row(row);
+      ws.sample_hash[size_t(i)] = ws.hash[size_t(row)];
+    }
+    c = seed_centres<T>(ws.sample, ws.sample_hash, clusters, seed, ws, centres);
+  }
   centres.conservativeResize(c, d);
   result.num_clusters = c;
   ws.dots.resize(std::min(kAssignBlock, n), c);
-  result.assignment.assign(size_t(n), 0);
   if (objective != nullptr) objective->clear();
+  ws.nearest.resize(n);
+  result.assignment.assign(size_t(n), 0);
   for (int it = 0; it < iterations; ++it) {
-    assign<T>(x, centres, ws, result.assignment);
-    result.counts.assign(size_t(c), 0);
-    for (Index a : result.assignment) ++result.counts[size_t(a)];
-    reseed_empty<T>(ws, result.assignment, result.counts);
-    update_means<T>(x, result.assignment, result.counts, ws, centres);
+    lloyd_step<T>(x, ws.sqnorm, ws.hash, ws, result.assignment, result.counts, centres);
     if (objective != nullptr)
       objective->push_back(kmeans_objective<T>(x, result.assignment, centres));
   }
