@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <string>
 #include <vector>
@@ -48,6 +49,11 @@ const char* correction_name(ClusterMassCorrection c) {
   }
   return "?";
 }
+const char* summary_name(ClusterSummary s) {
+  return s == ClusterSummary::SingleSample ? "SingleSample" : "RepresentativeQuery";
+}
+const ClusterSummary kSummaries[] = {ClusterSummary::SingleSample,
+                                     ClusterSummary::RepresentativeQuery};
 const ClusterCentre kCentres[] = {ClusterCentre::KeyMean, ClusterCentre::TokenMean,
                                   ClusterCentre::AttendingQueries};
 const ClusterMassCorrection kCorrections[] = {
@@ -266,50 +272,57 @@ void real_part(const std::string& dir) {
                 row_w.c_str(), row_o32.c_str());
   }
 
-  // Centres x corrections at a few (C, r).
+  // Centres x summaries x corrections at a few (C, r).
   std::printf(
-      "\n### Centre and mass correction (I = 4, seed 0): error L0 / L1 (exact keys, dot products "
-      "per query L0 / L1)\n\n| C | r | centre | correction | err L0 | err L1 | oracle L0 | "
-      "oracle L1 | keys L0 | keys L1 | cost L0 | cost L1 |\n|---|---|---|---|---|---|---|---|---"
-      "|---|---|---|\n");
-  const std::pair<Index, Index> grid[] = {{12, 2}, {16, 2}, {16, 3}, {24, 3}, {32, 5}};
+      "\n### Summary centre, weights and mass correction (I = 3, seed 0); oracle = top-k with the "
+      "same exact keys per head; cost = dot products per query\n\n| C | r | centre | summary | "
+      "correction | err L0 | err L1 | oracle L0 | oracle L1 | keys L0 | keys L1 | cost L0 | cost "
+      "L1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const std::pair<Index, Index> grid[] = {{16, 3}, {32, 5}};
   for (const auto& [c, r] : grid)
     for (ClusterCentre centre : kCentres)
-      for (ClusterMassCorrection corr : kCorrections) {
+      for (ClusterSummary summary : kSummaries)
+        for (ClusterMassCorrection corr : kCorrections) {
+          ClusteredEvaOptions o;
+          o.num_clusters = c;
+          o.exact_clusters = r;
+          o.centre = centre;
+          o.summary = summary;
+          o.mass_correction = corr;
+          const RealResult a = run_real(layers[0], o, true), b = run_real(layers[1], o, true);
+          std::printf("| %ld | %ld | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f "
+                      "| %.1f |\n",
+                      long(c), long(r), centre_name(centre), summary_name(summary),
+                      correction_name(corr), a.error, b.error, a.oracle, b.oracle, a.exact_keys,
+                      b.exact_keys, a.cost, b.cost);
+        }
+
+  // The (C, r) trade-off with the defaults' summary and correction, for KeyMean (the default) and
+  // AttendingQueries.
+  for (ClusterCentre centre : {ClusterCentre::KeyMean, ClusterCentre::AttendingQueries}) {
+    std::printf("\n### (C, r), centre %s, other options default; targets: exact fraction <= 0.25, "
+                "dot products <= 64\n\n| C | r | err L0 | err L1 | oracle L0 | oracle L1 | frac "
+                "L0 | frac L1 | cost L0 | cost L1 |\n|---|---|---|---|---|---|---|---|---|---|\n",
+                centre_name(centre));
+    for (Index c : {0, 8, 12, 16, 24, 32})
+      for (Index r : {0, 1, 2, 3, 4, 5, 6}) {
+        if ((c == 0) != (r == 0)) continue;
         ClusteredEvaOptions o;
         o.num_clusters = c;
         o.exact_clusters = r;
         o.centre = centre;
-        o.mass_correction = corr;
         const RealResult a = run_real(layers[0], o, true), b = run_real(layers[1], o, true);
-        std::printf("| %ld | %ld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.1f | "
-                    "%.1f |\n",
-                    long(c), long(r), centre_name(centre), correction_name(corr), a.error, b.error,
-                    a.oracle, b.oracle, a.exact_keys, b.exact_keys, a.cost, b.cost);
+        std::printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n",
+                    c == 0 ? "default" : std::to_string(c).c_str(),
+                    r == 0 ? "default" : std::to_string(r).c_str(), a.error, b.error, a.oracle,
+                    b.oracle, a.exact_fraction, b.exact_fraction, a.cost, b.cost);
       }
-
-  // The (C, r) trade-off with the chosen centre and correction, and the defaults.
-  std::printf("\n### (C, r) with the defaults' centre and correction; targets: exact fraction <= "
-              "0.25, dot products <= 64\n\n| C | r | err L0 | err L1 | oracle L0 | oracle L1 | "
-              "frac L0 | frac L1 | cost L0 | cost L1 |\n|---|---|---|---|---|---|---|---|---|---|\n");
-  for (Index c : {0, 8, 12, 16, 24, 32})
-    for (Index r : {0, 1, 2, 3, 4, 5, 6}) {
-      if (c == 0 && r != 0) continue;
-      if (c > 0 && r == 0) continue;
-      ClusteredEvaOptions o;
-      o.num_clusters = c;
-      o.exact_clusters = r;
-      const RealResult a = run_real(layers[0], o, true), b = run_real(layers[1], o, true);
-      std::printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f |\n",
-                  c == 0 ? "default" : std::to_string(c).c_str(),
-                  r == 0 ? "default" : std::to_string(r).c_str(), a.error, b.error, a.oracle,
-                  b.oracle, a.exact_fraction, b.exact_fraction, a.cost, b.cost);
-    }
+  }
 
   // Lloyd iterations and seeds at the defaults.
   std::printf("\n### Lloyd iterations (defaults otherwise)\n\n| I | err L0 | err L1 |\n|---|---|"
               "---|\n");
-  for (int it : {1, 2, 4, 8, 16}) {
+  for (int it : {1, 2, 3, 4, 8, 16}) {
     ClusteredEvaOptions o;
     o.iterations = it;
     std::printf("| %d | %.3f | %.3f |\n", it, run_real(layers[0], o, false).error,
@@ -340,16 +353,25 @@ void synthetic_part(int seeds) {
   std::vector<Config> configs;
   configs.push_back({"defaults", {}});
   for (ClusterCentre centre : kCentres)
-    for (ClusterMassCorrection corr : kCorrections) {
-      ClusteredEvaOptions o;
-      o.centre = centre;
-      o.mass_correction = corr;
-      configs.push_back({std::string(centre_name(centre)) + " + " + correction_name(corr), o});
-    }
-  for (Index r : {4, 16}) {
+    for (ClusterSummary summary : kSummaries)
+      for (ClusterMassCorrection corr : kCorrections) {
+        ClusteredEvaOptions o;
+        o.centre = centre;
+        o.summary = summary;
+        o.mass_correction = corr;
+        configs.push_back({std::string(centre_name(centre)) + " / " + summary_name(summary) +
+                               " / " + correction_name(corr),
+                           o});
+      }
+  for (Index r : {2, 3, 6, 8}) {
     ClusteredEvaOptions o;
     o.exact_clusters = r;
     configs.push_back({"r = " + std::to_string(r), o});
+  }
+  for (int it : {1, 2, 4}) {
+    ClusteredEvaOptions o;
+    o.iterations = it;
+    configs.push_back({"I = " + std::to_string(it), o});
   }
   std::printf("\n| configuration | %s | %s | %s | %s | exact fraction (clustered) |\n|---|---|---"
               "|---|---|---|\n",
@@ -381,11 +403,23 @@ void synthetic_part(int seeds) {
 // ------------------------------------------------------------------------------------------------
 // Timing
 
+/// Wall-clock and this thread's CPU seconds of f() (CPU time excludes the time the shared machine
+/// spends running other processes instead of this one).
+struct Seconds {
+  double wall, cpu;
+};
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 template <class F>
-double seconds_of(F&& f) {
+Seconds seconds_of(F&& f) {
+  const double c0 = thread_cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {wall, thread_cpu_seconds() - c0};
 }
 
 void timing_part(int rounds) {
@@ -394,35 +428,56 @@ void timing_part(int rounds) {
   const MatF q = x.q.cast<float>(), k = x.k.cast<float>(), v = x.v.cast<float>();
   MatF out(n, d);
   const Exact<float> exact;
-  const ClusteredEva<float> clustered(d);
-  ClusteredEvaOptions corr_o;
-  corr_o.mass_correction = ClusterMassCorrection::Diagonal;
-  const ClusteredEva<float> clustered_diag(d, corr_o);
-  ClusteredEvaOptions att_o;
-  att_o.centre = ClusterCentre::AttendingQueries;
-  const ClusteredEva<float> clustered_att(d, att_o);
+  struct Timed {
+    std::string name;
+    ClusteredEvaOptions o;
+    std::vector<double> wall, cpu;
+  };
+  std::vector<Timed> methods;
+  methods.push_back({"defaults (C = 64, r = 4)", {}, {}, {}});
+  {
+    ClusteredEvaOptions o;
+    o.centre = ClusterCentre::AttendingQueries;
+    methods.push_back({"AttendingQueries", o, {}, {}});
+    o = {};
+    o.mass_correction = ClusterMassCorrection::Diagonal;
+    methods.push_back({"Diagonal correction", o, {}, {}});
+    o = {};
+    o.exact_clusters = 3;
+    methods.push_back({"r = 3", o, {}, {}});
+    o.exact_clusters = 8;
+    methods.push_back({"r = 8", o, {}, {}});
+  }
+  std::vector<double> exact_wall, exact_cpu;
   const double peak = fma_peak_gflops<float>();
-  std::vector<double> te, tc, td, ta;
-  for (int r = 0; r < rounds; ++r) {  // interleaved: each round times each once
-    te.push_back(seconds_of([&] { exact.forward(q, k, v, out); }));
-    tc.push_back(seconds_of([&] { clustered.forward(q, k, v, out); }));
-    td.push_back(seconds_of([&] { clustered_diag.forward(q, k, v, out); }));
-    ta.push_back(seconds_of([&] { clustered_att.forward(q, k, v, out); }));
+  for (int r = 0; r < rounds; ++r) {  // interleaved: each round times every method once
+    const Seconds e = seconds_of([&] { exact.forward(q, k, v, out); });
+    exact_wall.push_back(e.wall);
+    exact_cpu.push_back(e.cpu);
+    for (Timed& m : methods) {
+      const ClusteredEva<float> method(d, m.o);
+      const Seconds t = seconds_of([&] { method.forward(q, k, v, out); });
+      m.wall.push_back(t.wall);
+      m.cpu.push_back(t.cpu);
+    }
   }
   auto median = [](std::vector<double> t) {
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
   };
-  const double e = median(te), c = median(tc), dd = median(td), a = median(ta);
+  auto best = [](const std::vector<double>& t) { return *std::min_element(t.begin(), t.end()); };
   const double flops = 4.0 * double(n) * double(n) * double(d);
-  std::printf("\n## Timing, N = %ld, D = %ld, float, one thread, %d interleaved rounds (median)\n\n"
-              "FMA peak (float, this process): %.1f GFLOP/s\n\n| method | ms | Exact / method | "
-              "%% of FMA peak (Exact's flop model) |\n|---|---|---|---|\n",
-              long(n), long(d), rounds, peak);
-  std::printf("| Exact<float> | %.2f | 1.00 | %.1f%% |\n", e * 1e3, 100 * flops / e * 1e-9 / peak);
-  std::printf("| ClusteredEva defaults | %.2f | %.2f | |\n", c * 1e3, e / c);
-  std::printf("| ClusteredEva Diagonal | %.2f | %.2f | |\n", dd * 1e3, e / dd);
-  std::printf("| ClusteredEva AttendingQueries | %.2f | %.2f | |\n", a * 1e3, e / a);
+  std::printf("\n## Timing, N = %ld, D = %ld, float, one thread, %d interleaved rounds\n\n"
+              "FMA peak (float, this process): %.1f GFLOP/s. Exact at its best CPU time: %.1f%% of "
+              "it (flop model 4 N^2 D).\n\n| method | median wall ms | best CPU ms | Exact / "
+              "method (median wall) | Exact / method (best CPU) |\n|---|---|---|---|---|\n",
+              long(n), long(d), rounds, peak, 100 * flops / best(exact_cpu) * 1e-9 / peak);
+  std::printf("| Exact<float> | %.2f | %.2f | 1.00 | 1.00 |\n", 1e3 * median(exact_wall),
+              1e3 * best(exact_cpu));
+  for (const Timed& m : methods)
+    std::printf("| ClusteredEva<float> %s | %.2f | %.2f | %.2f | %.2f |\n", m.name.c_str(),
+                1e3 * median(m.wall), 1e3 * best(m.cpu), median(exact_wall) / median(m.wall),
+                best(exact_cpu) / best(m.cpu));
 }
 
 int run(int argc, char** argv) {
