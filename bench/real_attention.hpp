@@ -10,8 +10,8 @@
 /// (float16) and the projection's weight (float16) and bias (float32); the reader forms
 /// [Q | K | V] = X W + b in double and cuts the per-head columns (Q of head h = columns
 /// [h dh, (h+1) dh), K and V the same in the second and third thirds). Every size, offset, the
-/// magic, the version and the SHA-256 of the payload are checked before a value is used; any
-/// problem throws std::runtime_error naming the file and what is wrong.
+/// magic, the version, the SHA-256 of the payload and that of the index are checked before the data
+/// is returned; any problem throws std::runtime_error naming the file and what is wrong.
 
 #include <nlohmann/json.hpp>
 
@@ -36,38 +36,41 @@ namespace fastattn::bench {
 /// One text of the fixture.
 struct RealAttentionSequence {
   std::string id, source, license;
-  Index length = 0;                 // true number of tokens; rows >= length are padding
-  std::vector<int> token_ids;       // [length] SentencePiece ids
+  Index length = 0;            // true number of tokens; rows >= length are padding
+  std::vector<int> token_ids;  // [length] SentencePiece ids
 };
 
 /// One attention layer as stored: its dimensions and the inputs of its QKV projection.
 struct RealAttentionLayer {
   std::string name;
   Index model_dim = 0, num_heads = 0, head_dim = 0;  // model_dim = num_heads * head_dim
-  double scale = 0;                                   // the model's logit scale (1/sqrt(head_dim))
-  std::vector<RowMatrix<double>> hidden;              // per sequence [tokens, model_dim]
-  RowMatrix<double> qkv_weight;                       // [model_dim, 3 model_dim]: [Q | K | V]
-  Vector<double> qkv_bias;                            // [3 model_dim]
+  double scale = 0;                                  // the model's logit scale (1/sqrt(head_dim))
+  std::vector<RowMatrix<double>> hidden;             // per sequence [tokens, model_dim]
+  RowMatrix<double> qkv_weight;                      // [model_dim, 3 model_dim]: [Q | K | V]
+  Vector<double> qkv_bias;                           // [3 model_dim]
 };
 
 /// Reference rows of one head's attention output, stored by the generator.
 struct RealAttentionCheck {
   Index sequence = 0, layer = 0, head = 0;
-  std::vector<Index> rows;          // query rows
-  RowMatrix<double> model_output;   // [rows, head_dim] the model's own output (float32 values)
-  RowMatrix<double> fixture_output; // [rows, head_dim] float64 recomputation from the stored values
+  std::vector<Index> rows;  // query rows
+  /// [rows, head_dim] the model's own attention output (float32 values).
+  RowMatrix<double> model_output;
+  /// [rows, head_dim] the generator's float64 recomputation from the stored (float16) values.
+  RowMatrix<double> fixture_output;
 };
 
 /// Everything in the fixture, float16 values widened to double.
 struct RealAttentionData {
   std::string index_path;
-  Index tokens = 0;                 // rows of every hidden state (the model's 128-token limit)
+  Index tokens = 0;  // rows of every hidden state (the model's 128-token limit)
   std::vector<RealAttentionSequence> sequences;
   std::vector<RealAttentionLayer> layers;
   std::vector<RealAttentionCheck> checks;
 };
 
-/// One head's inputs: q, k, v [tokens, head_dim] (padded rows included, as the model computed them).
+/// One head's inputs: q, k, v [tokens, head_dim] (padded rows included, as the model computed
+/// them).
 template <class T>
 struct RealAttentionHead {
   RowMatrix<T> q, k, v;
@@ -98,9 +101,9 @@ struct RealAttention {
 
   /// [tokens] key padding of sequence s: true for positions >= its length.
   KeyMask key_padding(Index s) const {
-    FASTATTN_CHECK(s >= 0 && s < Index(sequences.size()),
-                   "real_attention key_padding: sequence " << s << " is out of range [0, "
-                                                           << sequences.size() << ")");
+    FASTATTN_CHECK(s >= 0 && s < Index(sequences.size()), "real_attention key_padding: sequence "
+                                                              << s << " is out of range [0, "
+                                                              << sequences.size() << ")");
     KeyMask mask(tokens);
     for (Index j = 0; j < tokens; ++j) mask[j] = j >= sequences[size_t(s)].length;
     return mask;
@@ -124,7 +127,8 @@ class IndexReader {
   explicit IndexReader(std::string file) : file_(std::move(file)) {}
 
   const Json& field(const Json& obj, const char* key, const std::string& where) const {
-    if (!obj.is_object()) fail(where + " is not an object");
+    if (!obj.is_object())
+      fail((where.empty() ? std::string("the index") : where) + " is not an object");
     const auto it = obj.find(key);
     if (it == obj.end()) fail("missing field " + path(where, key));
     return *it;
@@ -162,7 +166,6 @@ class IndexReader {
     return v;
   }
   [[noreturn]] void fail(const std::string& what) const { real_attention_fail(file_, what); }
-  const std::string& file() const { return file_; }
 
   static std::string path(const std::string& where, const char* key) {
     return where.empty() ? std::string(key) : where + "." + key;
@@ -235,11 +238,12 @@ inline ArraySpec array_spec(const IndexReader& r, const Json& obj, const std::st
     if (d != expected[i])
       r.fail(name + ".shape[" + std::to_string(i) + "] = " + std::to_string(d) + ", expected " +
              std::to_string(expected[i]) + " from the layer's dimensions");
-    a.count *= std::uint64_t(d);  // <= 2^72 impossible: sizes are checked against the file below
+    a.count *= std::uint64_t(d);  // < 2^64: d <= 2^24 and count <= file size before each step
     if (a.count > file_bytes) r.fail(name + " has more elements than the data file has bytes");
   }
   a.bytes = a.count * (a.half ? 2 : 4);
-  a.offset = std::uint64_t(r.integer(spec, "offset", name, 0, std::numeric_limits<std::int64_t>::max()));
+  a.offset =
+      std::uint64_t(r.integer(spec, "offset", name, 0, std::numeric_limits<std::int64_t>::max()));
   if (a.offset < header_bytes || a.offset > file_bytes || a.bytes > file_bytes - a.offset)
     r.fail(name + " at offset " + std::to_string(a.offset) + " with " + std::to_string(a.bytes) +
            " bytes does not lie inside the payload [" + std::to_string(header_bytes) + ", " +
@@ -261,7 +265,8 @@ inline void decode_array(const IndexReader& r, const std::vector<unsigned char>&
       std::memcpy(&f, &bits, sizeof f);
       v = f;
     }
-    if (!std::isfinite(v)) r.fail(a.name + " has a non-finite value at element " + std::to_string(i));
+    if (!std::isfinite(v))
+      r.fail(a.name + " has a non-finite value at element " + std::to_string(i));
     out[i] = v;
   }
 }
@@ -271,13 +276,14 @@ inline void decode_array(const IndexReader& r, const std::vector<unsigned char>&
 /// Reads and validates the fixture in `dir` (real_attention.json and the data file it names).
 /// Throws std::runtime_error naming the file and the problem: missing or unreadable file, invalid
 /// JSON, a missing or mistyped index field, wrong format or version, wrong magic, a data file of
-/// the wrong size (truncated), a SHA-256 mismatch (corrupted), an array outside the payload or
-/// overlapping another, a shape that does not match the layer's dimensions, a non-finite value.
+/// the wrong size (truncated), a SHA-256 mismatch of the payload or of the index (corrupted or
+/// edited), an array outside the payload or overlapping another, a shape that does not match the
+/// layer's dimensions, a non-finite value.
 inline RealAttentionData read_real_attention_data(const std::string& dir) {
   using detail::Json;
   constexpr char kMagic[] = "FATTNRAF";
   constexpr std::int64_t kVersion = 1;
-  constexpr std::uint64_t kHeaderBytes = 64;
+  constexpr std::uint64_t kHeaderBytes = 96;
 
   RealAttentionData data;
   data.index_path = dir + "/" + kRealAttentionIndex;
@@ -309,12 +315,13 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
   const detail::IndexReader rd(data_path);
   const std::vector<unsigned char> bytes = detail::read_file_bytes(data_path);
   const std::uint64_t size = bytes.size();
-  const auto expected_size =
-      std::uint64_t(r.integer(index, "data_bytes", "", 0, std::numeric_limits<std::int64_t>::max()));
+  const auto expected_size = std::uint64_t(
+      r.integer(index, "data_bytes", "", 0, std::numeric_limits<std::int64_t>::max()));
   if (size != expected_size)
     rd.fail("has " + std::to_string(size) + " bytes, the index says " +
             std::to_string(expected_size) + " (truncated or not the file the index describes)");
-  if (size < kHeaderBytes) rd.fail("is shorter than its " + std::to_string(kHeaderBytes) + "-byte header");
+  if (size < kHeaderBytes)
+    rd.fail("is shorter than its " + std::to_string(kHeaderBytes) + "-byte header");
   if (std::memcmp(bytes.data(), kMagic, 8) != 0)
     rd.fail(std::string("wrong magic (expected \"") + kMagic + "\"): not a real-attention fixture");
   if (detail::load_le32(bytes.data() + 8) != kVersion)
@@ -325,19 +332,24 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
             ", expected " + std::to_string(kHeaderBytes));
   if (detail::load_le64(bytes.data() + 16) != size - kHeaderBytes)
     rd.fail("header payload size " + std::to_string(detail::load_le64(bytes.data() + 16)) +
-            " does not match the file (" + std::to_string(size - kHeaderBytes) + " bytes after the header)");
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string header_hash;
-  for (int i = 24; i < 56; ++i) {
-    header_hash += hex[bytes[size_t(i)] >> 4];
-    header_hash += hex[bytes[size_t(i)] & 15];
-  }
-  const std::string index_hash = r.string(index, "payload_sha256", "");
-  if (header_hash != index_hash)
-    rd.fail("header SHA-256 " + header_hash + " differs from the index's payload_sha256 " + index_hash);
+            " does not match the file (" + std::to_string(size - kHeaderBytes) +
+            " bytes after the header)");
+  const auto header_hex = [&](std::size_t begin) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string h;
+    for (std::size_t i = begin; i < begin + 32; ++i) {
+      h += hex[bytes[i] >> 4];
+      h += hex[bytes[i] & 15];
+    }
+    return h;
+  };
+  const std::string payload_hash = r.string(index, "payload_sha256", "");
+  if (header_hex(24) != payload_hash)
+    rd.fail("header SHA-256 " + header_hex(24) + " differs from the index's payload_sha256 " +
+            payload_hash);
   const std::string actual_hash = sha256_hex(bytes.data() + kHeaderBytes, size - kHeaderBytes);
-  if (actual_hash != index_hash)
-    rd.fail("payload SHA-256 is " + actual_hash + ", expected " + index_hash +
+  if (actual_hash != payload_hash)
+    rd.fail("payload SHA-256 is " + actual_hash + ", expected " + payload_hash +
             ": checksum mismatch, the file is corrupted");
 
   // Dimensions, sequences and arrays.
@@ -356,8 +368,9 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
       r.fail(where + ".token_ids has " + std::to_string(ids.size()) + " ids for length " +
              std::to_string(seq.length));
     for (std::size_t i = 0; i < ids.size(); ++i)
-      seq.token_ids.push_back(int(r.integer_value(
-          ids[i], where + ".token_ids[" + std::to_string(i) + "]", 0, std::numeric_limits<int>::max())));
+      seq.token_ids.push_back(
+          int(r.integer_value(ids[i], where + ".token_ids[" + std::to_string(i) + "]", 0,
+                              std::numeric_limits<int>::max())));
     data.sequences.push_back(std::move(seq));
   }
   const auto num_seq = std::int64_t(data.sequences.size());
@@ -378,18 +391,19 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
     layer.scale = r.number_value(r.field(layers[l], "scale", where), where + ".scale");
     if (!(layer.scale > 0)) r.fail(where + ".scale is not positive");
     const std::int64_t D = layer.model_dim;
-    const auto hidden = detail::array_spec(r, layers[l], where, "hidden",
-                                           {num_seq, data.tokens, D}, kHeaderBytes, size);
+    const auto hidden = detail::array_spec(r, layers[l], where, "hidden", {num_seq, data.tokens, D},
+                                           kHeaderBytes, size);
     const auto weight =
         detail::array_spec(r, layers[l], where, "qkv_weight", {D, 3 * D}, kHeaderBytes, size);
-    const auto bias = detail::array_spec(r, layers[l], where, "qkv_bias", {3 * D}, kHeaderBytes, size);
+    const auto bias =
+        detail::array_spec(r, layers[l], where, "qkv_bias", {3 * D}, kHeaderBytes, size);
     for (const auto* a : {&hidden, &weight, &bias}) specs.push_back(*a);
 
     std::vector<double> h(hidden.count);
     detail::decode_array(rd, bytes, hidden, h.data());
     for (std::int64_t s = 0; s < num_seq; ++s)
-      layer.hidden.push_back(Eigen::Map<const RowMatrix<double>>(h.data() + s * data.tokens * D,
-                                                                 data.tokens, D));
+      layer.hidden.push_back(
+          Eigen::Map<const RowMatrix<double>>(h.data() + s * data.tokens * D, data.tokens, D));
     layer.qkv_weight.resize(D, 3 * D);
     detail::decode_array(rd, bytes, weight, layer.qkv_weight.data());
     layer.qkv_bias.resize(3 * D);
@@ -413,13 +427,14 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
     check.head = r.integer(checks[c], "head", where, 0, layer.num_heads - 1);
     const Json& rows = r.array(checks[c], "rows", where);
     for (std::size_t i = 0; i < rows.size(); ++i)
-      check.rows.push_back(r.integer_value(rows[i], where + ".rows[" + std::to_string(i) + "]", 0,
-                                           data.tokens - 1));
+      check.rows.push_back(
+          r.integer_value(rows[i], where + ".rows[" + std::to_string(i) + "]", 0, data.tokens - 1));
     for (const char* key : {"model_output", "fixture_output"}) {
       const Json& out = r.array(checks[c], key, where);
       const std::string name = detail::IndexReader::path(where, key);
       if (out.size() != rows.size())
-        r.fail(name + " has " + std::to_string(out.size()) + " rows, expected " + std::to_string(rows.size()));
+        r.fail(name + " has " + std::to_string(out.size()) + " rows, expected " +
+               std::to_string(rows.size()));
       RowMatrix<double> m(Index(rows.size()), layer.head_dim);
       for (std::size_t i = 0; i < out.size(); ++i) {
         if (!out[i].is_array() || Index(out[i].size()) != layer.head_dim)
@@ -428,19 +443,29 @@ inline RealAttentionData read_real_attention_data(const std::string& dir) {
         for (Index t = 0; t < layer.head_dim; ++t)
           m(Index(i), t) = r.number_value(out[i][size_t(t)], name + "[" + std::to_string(i) + "]");
       }
-      (std::string(key) == "model_output" ? check.model_output : check.fixture_output) = std::move(m);
+      (std::string(key) == "model_output" ? check.model_output : check.fixture_output) =
+          std::move(m);
     }
     data.checks.push_back(std::move(check));
   }
+  // Last, so that a malformed index is reported by what is wrong with it: the header holds the
+  // SHA-256 of the index file, which catches edits that leave the index well-formed (a digit of a
+  // scale or a length).
+  const std::string index_hash = sha256_hex(index_bytes.data(), index_bytes.size());
+  if (index_hash != header_hex(56))
+    r.fail("SHA-256 is " + index_hash + ", but the data file's header says " + header_hex(56) +
+           ": checksum mismatch, the index is corrupted or edited");
   return data;
 }
 
 /// [tokens, 3 model_dim] = hidden W + b of layer l for sequence s, in double.
-inline RowMatrix<double> real_attention_projection(const RealAttentionData& data, Index s, Index l) {
-  FASTATTN_CHECK(s >= 0 && s < Index(data.sequences.size()) && l >= 0 && l < Index(data.layers.size()),
-                 "real_attention_projection: sequence " << s << " / layer " << l
-                                                        << " out of range [" << data.sequences.size()
-                                                        << ", " << data.layers.size() << "]");
+inline RowMatrix<double> real_attention_projection(const RealAttentionData& data, Index s,
+                                                   Index l) {
+  FASTATTN_CHECK(
+      s >= 0 && s < Index(data.sequences.size()) && l >= 0 && l < Index(data.layers.size()),
+      "real_attention_projection: sequence " << s << " / layer " << l << " out of range ["
+                                             << data.sequences.size() << ", " << data.layers.size()
+                                             << "]");
   const RealAttentionLayer& layer = data.layers[size_t(l)];
   RowMatrix<double> y = layer.hidden[size_t(s)] * layer.qkv_weight;
   y.rowwise() += layer.qkv_bias.transpose();

@@ -1,6 +1,6 @@
 // Tests of bench/real_attention.hpp (the real-attention fixture reader) and bench/sha256.hpp: the
-// committed fixture loads with the shapes and lengths of its index, its per-head Q/K/V reproduce the
-// model's own attention output within the derived float16 bound (and the generator's float64
+// committed fixture loads with the shapes and lengths of its index, its per-head Q/K/V reproduce
+// the model's own attention output within the derived float16 bound (and the generator's float64
 // recomputation within double rounding), and every kind of damage to the files gives a clear error.
 
 #include "bench/real_attention.hpp"
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -101,7 +102,8 @@ TEST(Sha256, ChunkingDoesNotMatter) {
   }
 }
 
-// ---- the committed fixture ------------------------------------------------------------------------
+// ---- the committed fixture
+// ------------------------------------------------------------------------
 template <class T>
 class RealAttentionFixtureTest : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
@@ -162,7 +164,8 @@ double gamma(double n, double u) { return n * u / (1 - n * u); }
 
 // Per-element bounds on how far the reader's q/k/v (one third of [Q | K | V]) can be from
 //  (a) the generator's float64 projection of the same float16 values: both projections are within
-//      gamma_{D+1}(2^-53)(sum|X~||W~| + |b|) of the exact one, plus the rounding of the result to T;
+//      gamma_{D+1}(2^-53)(sum|X~||W~| + |b|) of the exact one, plus the rounding of the result to
+//      T;
 //  (b) the model's own float32 values: (a) plus the float16 rounding of X and W (u16 = 2^-11
 //      relative, 2^-25 absolute below 2^-14) and the model's float32 projection:
 //      rho sum|X~||W~| + gamma_{D+1}(2^-24)|b| + 2^-25 (sum_k|W~_kc| + sum_k|X~_ik|)(1 + 2 u16),
@@ -201,13 +204,14 @@ InputBounds input_bounds(const bench::RealAttentionData& data, Index s, Index l,
 }
 
 // Softmax attention of query rows `rows` over keys [0, len) in double, and a rigorous bound on how
-// far an output computed from inputs within (dq, dk, dv) of (q, k, v), elementwise, in arithmetic of
-// unit roundoff u can be from it:
+// far an output computed from inputs within (dq, dk, dv) of (q, k, v), elementwise, in arithmetic
+// of unit roundoff u can be from it:
 //   logits : |s' - s| <= m_i = max_j [scale sum_t (dq|k| + (|q|+dq) dk)
 //                               + gamma_{D+1} scale sum_t (|q|+dq)(|k|+dk)] + 4u max_j|s|
 //            (the scaling, the dot product, and the max subtraction of a stable softmax);
 //   softmax: logits off by <= m change each weight by a factor in [e^-2m, e^2m], and the exp, sum
-//            and division add gamma_{len+2}: |P' - P| <= P E_i, E_i = e^{2 m_i}(1 + gamma_{len+2}) - 1;
+//            and division add gamma_{len+2}: |P' - P| <= P E_i, E_i = e^{2 m_i}(1 + gamma_{len+2})
+//            - 1;
 //   P v    : |o' - o| <= E_i A + (1 + E_i) B + gamma_len (1 + E_i)(A + B),
 //            A = sum_j P|v|, B = sum_j P dv.
 struct RowsAndBound {
@@ -264,11 +268,13 @@ TYPED_TEST(RealAttentionFixtureTest, ProjectionIsTheStoredHiddenTimesWeightPlusB
   const auto& data = raw();
   // Plain sums over the stored values, per element: q of head h is column h*dh + t of the first
   // third, k and v the same in the second and third. Tolerance: both sums are within
-  // gamma_{D+1}(2^-53)(sum|x||w| + |b|) of the exact value, plus T's rounding of the reader's result.
+  // gamma_{D+1}(2^-53)(sum|x||w| + |b|) of the exact value, plus T's rounding of the reader's
+  // result.
   const double uT = std::is_same_v<T, float> ? std::ldexp(1.0, -24) : 0.0;
-  const Index short_seq = Index(std::find_if(data.sequences.begin(), data.sequences.end(),
-                                             [&](const auto& s) { return s.length < data.tokens; }) -
-                                data.sequences.begin());
+  const Index short_seq =
+      Index(std::find_if(data.sequences.begin(), data.sequences.end(),
+                         [&](const auto& s) { return s.length < data.tokens; }) -
+            data.sequences.begin());
   ASSERT_LT(short_seq, Index(data.sequences.size()));
   for (const Index s : {Index(0), short_seq})
     for (Index l = 0; l < Index(data.layers.size()); ++l) {
@@ -296,84 +302,98 @@ TYPED_TEST(RealAttentionFixtureTest, ProjectionIsTheStoredHiddenTimesWeightPlusB
     }
 }
 
+// The head of one check vector: q, k, v in double, their input bounds, the true length and scale.
+struct CheckHead {
+  Mat q, k, v;
+  InputBounds bq, bk, bv;
+  Index len = 0;
+  double scale = 0;
+
+  // Attention of `rows` over the first `keys` keys with `scale`, and its bound against either the
+  // generator's float64 output (to_model = false: double arithmetic in both programs, u = 2^-52,
+  // plus T's rounding) or the model's float32 output (to_model = true: the float16 storage bound
+  // and float32 arithmetic, u = 2^-24 + 2^-52).
+  RowsAndBound attention(const std::vector<Index>& rows, bool to_model, Index keys,
+                         double logit_scale) const {
+    const double u = to_model ? std::ldexp(1.0, -24) + std::ldexp(1.0, -52) : std::ldexp(1.0, -52);
+    const auto pick = [&](const InputBounds& b) { return to_model ? b.to_model : b.to_fixture; };
+    return attention_rows(q, k, v, pick(bq), pick(bk), pick(bv), keys, logit_scale, u, rows);
+  }
+};
+
+template <class T>
+CheckHead check_head(const bench::RealAttention<T>& f, const bench::RealAttentionData& data,
+                     const bench::RealAttentionCheck& c) {
+  const auto& L = data.layers[size_t(c.layer)];
+  const auto& hd = f.head(c.sequence, c.layer, c.head);
+  const Index D = L.model_dim, dh = L.head_dim;
+  CheckHead h;
+  h.q = hd.q.template cast<double>();
+  h.k = hd.k.template cast<double>();
+  h.v = hd.v.template cast<double>();
+  h.bq = input_bounds(data, c.sequence, c.layer, c.head * dh, hd.q);
+  h.bk = input_bounds(data, c.sequence, c.layer, D + c.head * dh, hd.k);
+  h.bv = input_bounds(data, c.sequence, c.layer, 2 * D + c.head * dh, hd.v);
+  h.len = data.sequences[size_t(c.sequence)].length;
+  h.scale = L.scale;
+  return h;
+}
+
 TYPED_TEST(RealAttentionFixtureTest, AttentionReproducesTheStoredOutputs) {
-  using T = TypeParam;
-  const auto& f = fixture<T>();
+  const auto& f = fixture<TypeParam>();
   const auto& data = raw();
   ASSERT_FALSE(data.checks.empty());
   bool padded_check = false;
   for (const auto& c : data.checks) {
-    const auto& L = data.layers[size_t(c.layer)];
-    const Index len = data.sequences[size_t(c.sequence)].length;
-    padded_check = padded_check || len < data.tokens;
-    const auto& hd = f.head(c.sequence, c.layer, c.head);
-    const Mat q = hd.q.template cast<double>(), k = hd.k.template cast<double>(),
-              v = hd.v.template cast<double>();
-    const Index D = L.model_dim, dh = L.head_dim;
-    const InputBounds bq = input_bounds(data, c.sequence, c.layer, c.head * dh, hd.q);
-    const InputBounds bk = input_bounds(data, c.sequence, c.layer, D + c.head * dh, hd.k);
-    const InputBounds bv = input_bounds(data, c.sequence, c.layer, 2 * D + c.head * dh, hd.v);
+    const CheckHead h = check_head(f, data, c);
+    padded_check = padded_check || h.len < data.tokens;
     // The output itself from the independent double reference of the test suite, with key padding.
     test::RefSpec spec;
-    spec.scale = L.scale;
+    spec.scale = h.scale;
     spec.padding = f.key_padding(c.sequence);
-    const Mat full = test::reference_attention(q, k, v, spec);
-    // (a) Against the generator's float64 recomputation from the same stored values: only double
-    //     arithmetic (in both programs: u = 2 * 2^-53) and T's rounding separate the two.
-    const RowsAndBound fix = attention_rows(q, k, v, bq.to_fixture, bk.to_fixture, bv.to_fixture, len,
-                                            L.scale, std::ldexp(1.0, -52), c.rows);
-    // (b) Against the model's own float32 output: the float16 storage bound plus float32 arithmetic.
-    const RowsAndBound mod = attention_rows(q, k, v, bq.to_model, bk.to_model, bv.to_model, len,
-                                            L.scale, std::ldexp(1.0, -24) + std::ldexp(1.0, -52),
-                                            c.rows);
-    Mat ref(Index(c.rows.size()), dh);
+    const Mat full = test::reference_attention(h.q, h.k, h.v, spec);
+    Mat ref(Index(c.rows.size()), h.v.cols());
     for (std::size_t r = 0; r < c.rows.size(); ++r) ref.row(Index(r)) = full.row(c.rows[r]);
+    // (a) Against the generator's float64 recomputation from the same stored values.
+    const RowsAndBound fix = h.attention(c.rows, false, h.len, h.scale);
+    // (b) Against the model's own float32 output.
+    const RowsAndBound mod = h.attention(c.rows, true, h.len, h.scale);
+    // Two double computations of the same softmax (sums of <= 128 x 128 terms: ~1e-14 relative).
     EXPECT_LE((ref - fix.out).cwiseAbs().maxCoeff(), 1e-12 * (1 + ref.cwiseAbs().maxCoeff()))
         << "the test's two double references disagree";
     const std::string where = "sequence " + std::to_string(c.sequence) + " layer " +
                               std::to_string(c.layer) + " head " + std::to_string(c.head);
     EXPECT_LE(worst_ratio(ref, c.fixture_output, fix.bound), 1.0) << where;
     EXPECT_LE(worst_ratio(ref, c.model_output, mod.bound), 1.0) << where;
+    // The check has power: a scale off by 0.1%, or ignoring the padding, breaks the tight bound.
+    const RowsAndBound off_scale = h.attention(c.rows, false, h.len, h.scale * 1.001);
+    EXPECT_GT(worst_ratio(off_scale.out, c.fixture_output, fix.bound), 1.0) << where;
+    if (h.len < data.tokens) {
+      const RowsAndBound unmasked = h.attention(c.rows, false, data.tokens, h.scale);
+      EXPECT_GT(worst_ratio(unmasked.out, c.fixture_output, fix.bound), 1.0) << where;
+    }
   }
   EXPECT_TRUE(padded_check) << "no check vector exercises key padding";
 }
 
-// The check above has power: ignoring the padding, or a scale off by 0.1%, breaks the tight bound.
-TYPED_TEST(RealAttentionFixtureTest, PaddingAndScaleErrorsAreDetected) {
-  using T = TypeParam;
-  const auto& f = fixture<T>();
-  const auto& data = raw();
-  for (const auto& c : data.checks) {
-    const Index len = data.sequences[size_t(c.sequence)].length;
-    const auto& L = data.layers[size_t(c.layer)];
-    const auto& hd = f.head(c.sequence, c.layer, c.head);
-    const Mat q = hd.q.template cast<double>(), k = hd.k.template cast<double>(),
-              v = hd.v.template cast<double>();
-    const Index D = L.model_dim, dh = L.head_dim;
-    const InputBounds bq = input_bounds(data, c.sequence, c.layer, c.head * dh, hd.q);
-    const InputBounds bk = input_bounds(data, c.sequence, c.layer, D + c.head * dh, hd.k);
-    const InputBounds bv = input_bounds(data, c.sequence, c.layer, 2 * D + c.head * dh, hd.v);
-    const double u = std::ldexp(1.0, -52);
-    const RowsAndBound right =
-        attention_rows(q, k, v, bq.to_fixture, bk.to_fixture, bv.to_fixture, len, L.scale, u, c.rows);
-    const RowsAndBound off_scale = attention_rows(q, k, v, bq.to_fixture, bk.to_fixture,
-                                                  bv.to_fixture, len, L.scale * 1.001, u, c.rows);
-    EXPECT_GT(worst_ratio(off_scale.out, c.fixture_output, right.bound), 1.0);
-    if (len < data.tokens) {
-      const RowsAndBound unmasked = attention_rows(q, k, v, bq.to_fixture, bk.to_fixture,
-                                                   bv.to_fixture, data.tokens, L.scale, u, c.rows);
-      EXPECT_GT(worst_ratio(unmasked.out, c.fixture_output, right.bound), 1.0);
-    }
-  }
-}
-
 TYPED_TEST(RealAttentionFixtureTest, OutOfRangeHeadIsRejected) {
-  const auto& f = fixture<TypeParam>();
+  // A small hand-made set: 2 sequences, 2 layers of 4 heads (the check needs no data).
+  bench::RealAttention<TypeParam> f;
+  f.tokens = 8;
+  f.sequences.resize(2);
+  f.sequences[0].length = 8;
+  f.sequences[1].length = 5;
+  f.layers = {{"Layer_0", 4, 2, 0.5}, {"Layer_1", 4, 2, 0.5}};
+  f.heads.assign(2, std::vector<std::vector<bench::RealAttentionHead<TypeParam>>>(
+                        2, std::vector<bench::RealAttentionHead<TypeParam>>(4)));
+  EXPECT_NO_THROW(f.head(1, 1, 3));
   const std::string msg = test::invalid_argument_message([&] { f.head(0, 2, 0); });
   EXPECT_NE(msg.find("layer 2"), std::string::npos) << msg;
-  EXPECT_THROW(f.head(Index(f.sequences.size()), 0, 0), std::invalid_argument);
+  EXPECT_THROW(f.head(2, 0, 0), std::invalid_argument);
   EXPECT_THROW(f.head(0, 0, 4), std::invalid_argument);
+  EXPECT_THROW(f.head(0, -1, 0), std::invalid_argument);
   EXPECT_THROW(f.key_padding(-1), std::invalid_argument);
+  EXPECT_EQ(f.key_padding(1).count(), 3);
 }
 
 // ---- damaged copies -----------------------------------------------------------------------------
@@ -408,6 +428,14 @@ class RealAttentionDamage : public ::testing::Test {
   void write_index_text(const std::string& text) const {
     std::ofstream(dir_ / "real_attention.json", std::ios::trunc) << text;
   }
+  // Writes `good` changed by `edit` as the index; loading must then fail as expect_error() says.
+  void expect_index_error(const Json& good, const std::function<void(Json&)>& edit,
+                          const std::string& file, std::initializer_list<std::string> parts) const {
+    Json j = good;
+    edit(j);
+    write_index(j);
+    expect_error(file, parts);
+  }
   // Loading must throw std::runtime_error whose message names `file` and contains every part.
   void expect_error(const std::string& file, std::initializer_list<std::string> parts) const {
     std::string msg;
@@ -426,7 +454,8 @@ class RealAttentionDamage : public ::testing::Test {
 
 TEST_F(RealAttentionDamage, FlippedPayloadBytesFailTheChecksum) {
   const std::vector<char> good = bytes();
-  for (const std::size_t at : {std::size_t(64), good.size() / 2, good.size() - 1}) {
+  for (const std::size_t at :
+       {std::size_t(96), std::size_t(128), good.size() / 2, good.size() - 1}) {
     std::vector<char> b = good;
     b[at] = char(b[at] ^ 0x10);
     write_bytes(b);
@@ -443,10 +472,8 @@ TEST_F(RealAttentionDamage, TruncatedDataFile) {
   write_bytes(b);
   expect_error("real_attention.bin", {"truncated"});
   // Even when the index agrees with the short size, a file without its header is rejected.
-  Json j = index();
-  j["data_bytes"] = 10;
-  write_index(j);
-  expect_error("real_attention.bin", {"shorter than its 64-byte header"});
+  expect_index_error(index(), [](Json& j) { j["data_bytes"] = 10; }, "real_attention.bin",
+                     {"shorter than its 96-byte header"});
 }
 
 TEST_F(RealAttentionDamage, WrongMagicAndHeader) {
@@ -464,9 +491,49 @@ TEST_F(RealAttentionDamage, WrongMagicAndHeader) {
   write_bytes(b);
   expect_error("real_attention.bin", {"header payload size"});
   b = good;
-  b[30] = char(b[30] ^ 1);  // stored digest
+  b[30] = char(b[30] ^ 1);  // stored payload digest
   write_bytes(b);
   expect_error("real_attention.bin", {"header SHA-256"});
+  b = good;
+  b[60] = char(b[60] ^ 1);  // stored index digest
+  write_bytes(b);
+  expect_error("real_attention.json", {"checksum mismatch, the index is corrupted or edited"});
+}
+
+// A non-finite value is rejected even in a file whose checksums were updated to match it.
+TEST_F(RealAttentionDamage, NonFiniteValueWithMatchingChecksums) {
+  std::vector<char> b = bytes();
+  Json j = index();
+  const auto at = j["layers"][0]["hidden"]["offset"].get<std::size_t>() + 2 * 5;
+  b[at] = 0x00;  // float16 +inf = 0x7c00, little-endian
+  b[at + 1] = 0x7c;
+  const auto hex_to_header = [&](const std::string& hex, std::size_t pos) {
+    for (std::size_t i = 0; i < 32; ++i)
+      b[pos + i] = char(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  };
+  const std::string payload = bench::sha256_hex(b.data() + 96, b.size() - 96);
+  hex_to_header(payload, 24);
+  j["payload_sha256"] = payload;
+  write_index(j);
+  std::ifstream in(dir_ / "real_attention.json", std::ios::binary);
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  hex_to_header(bench::sha256_hex(text.data(), text.size()), 56);
+  write_bytes(b);
+  expect_error("real_attention.bin", {"layers[0].hidden has a non-finite value at element 5"});
+}
+
+// Edits that leave the index well-formed and plausible are caught by its checksum in the header.
+TEST_F(RealAttentionDamage, IndexEditedButWellFormed) {
+  const Json good = index();
+  expect_index_error(good, [&](Json& j) { j["layers"][0]["scale"] = 0.1251; },
+                     "real_attention.json",
+                     {"checksum mismatch, the index is corrupted or edited"});
+  expect_index_error(good, [&](Json& j) { j["sequences"][2]["token_ids"][5] = 7; },
+                     "real_attention.json",
+                     {"checksum mismatch, the index is corrupted or edited"});
+  expect_index_error(good, [&](Json& j) { j["checks"][0]["model_output"][0][0] = 0.5; },
+                     "real_attention.json",
+                     {"checksum mismatch, the index is corrupted or edited"});
 }
 
 TEST_F(RealAttentionDamage, MissingFiles) {
@@ -485,90 +552,63 @@ TEST_F(RealAttentionDamage, IndexThatIsNotJson) {
 
 TEST_F(RealAttentionDamage, IndexWithMissingOrMistypedFields) {
   const Json good = index();
-  Json j = good;
-  j.erase("layers");
-  write_index(j);
-  expect_error("real_attention.json", {"missing field layers"});
-  j = good;
-  j["tokens"] = "128";
-  write_index(j);
-  expect_error("real_attention.json", {"tokens is not an integer"});
-  j = good;
-  j["layers"][1]["hidden"].erase("offset");
-  write_index(j);
-  expect_error("real_attention.json", {"missing field layers[1].hidden.offset"});
-  j = good;
-  j["checks"][0]["model_output"][1].erase(0);
-  write_index(j);
-  expect_error("real_attention.json", {"checks[0].model_output[1] is not an array of"});
+  expect_index_error(good, [&](Json& j) { j.erase("layers"); }, "real_attention.json",
+                     {"missing field layers"});
+  expect_index_error(good, [&](Json& j) { j["tokens"] = "128"; }, "real_attention.json",
+                     {"tokens is not an integer"});
+  expect_index_error(good, [&](Json& j) { j["layers"][1]["hidden"].erase("offset"); },
+                     "real_attention.json", {"missing field layers[1].hidden.offset"});
+  expect_index_error(good, [&](Json& j) { j["checks"][0]["model_output"][1].erase(0); },
+                     "real_attention.json", {"checks[0].model_output[1] is not an array of"});
 }
 
 TEST_F(RealAttentionDamage, IndexWithWrongFormatOrVersion) {
   const Json good = index();
-  Json j = good;
-  j["version"] = 2;
-  write_index(j);
-  expect_error("real_attention.json", {"version 2 is not supported"});
-  j = good;
-  j["format"] = "something-else";
-  write_index(j);
-  expect_error("real_attention.json", {"format"});
-  j = good;
-  j["payload_sha256"] = std::string(64, '0');
-  write_index(j);
-  expect_error("real_attention.bin", {"differs from the index"});
+  expect_index_error(good, [&](Json& j) { j["version"] = 2; }, "real_attention.json",
+                     {"version 2 is not supported"});
+  expect_index_error(good, [&](Json& j) { j["format"] = "something-else"; }, "real_attention.json",
+                     {"format"});
+  expect_index_error(good, [&](Json& j) { j["payload_sha256"] = std::string(64, '0'); },
+                     "real_attention.bin", {"differs from the index"});
 }
 
 TEST_F(RealAttentionDamage, IndexWithBadOffsetsAndShapes) {
   const Json good = index();
-  Json j = good;
-  j["layers"][1]["qkv_bias"]["offset"] = good["data_bytes"].get<std::int64_t>() - 4;
-  write_index(j);
-  expect_error("real_attention.json", {"layers[1].qkv_bias", "does not lie inside the payload"});
-  j = good;
-  j["layers"][0]["hidden"]["offset"] = 0;  // inside the header
-  write_index(j);
-  expect_error("real_attention.json", {"layers[0].hidden", "does not lie inside the payload"});
-  j = good;
-  j["layers"][0]["qkv_weight"]["offset"] = good["layers"][0]["hidden"]["offset"];
-  write_index(j);
-  expect_error("real_attention.json", {"overlap"});
-  j = good;
-  j["layers"][0]["hidden"]["shape"][2] = 255;
-  write_index(j);
-  expect_error("real_attention.json", {"layers[0].hidden.shape[2] = 255"});
-  j = good;
-  j["layers"][0]["head_dim"] = 63;
-  write_index(j);
-  expect_error("real_attention.json", {"num_heads 4 x head_dim 63 != model_dim 256"});
-  j = good;
-  j["layers"][1]["qkv_weight"]["dtype"] = "int8";
-  write_index(j);
-  expect_error("real_attention.json", {"layers[1].qkv_weight.dtype"});
+  const auto end = good["data_bytes"].get<std::int64_t>();
+  expect_index_error(good, [&](Json& j) { j["layers"][1]["qkv_bias"]["offset"] = end - 4; },
+                     "real_attention.json",
+                     {"layers[1].qkv_bias", "does not lie inside the payload"});
+  // Offset 0 lies inside the header.
+  expect_index_error(good, [&](Json& j) { j["layers"][0]["hidden"]["offset"] = 0; },
+                     "real_attention.json",
+                     {"layers[0].hidden", "does not lie inside the payload"});
+  expect_index_error(good,
+                     [&](Json& j) {
+                       j["layers"][0]["qkv_weight"]["offset"] =
+                           good["layers"][0]["hidden"]["offset"];
+                     },
+                     "real_attention.json", {"overlap"});
+  expect_index_error(good, [&](Json& j) { j["layers"][0]["hidden"]["shape"][2] = 255; },
+                     "real_attention.json", {"layers[0].hidden.shape[2] = 255"});
+  expect_index_error(good, [&](Json& j) { j["layers"][0]["head_dim"] = 63; }, "real_attention.json",
+                     {"num_heads 4 x head_dim 63 != model_dim 256"});
+  expect_index_error(good, [&](Json& j) { j["layers"][1]["qkv_weight"]["dtype"] = "int8"; },
+                     "real_attention.json", {"layers[1].qkv_weight.dtype"});
 }
 
 TEST_F(RealAttentionDamage, IndexWithBadSequencesOrChecks) {
   const Json good = index();
-  Json j = good;
-  j["sequences"][17]["length"] = 129;
-  write_index(j);
-  expect_error("real_attention.json", {"sequences[17].length = 129 is out of range"});
-  j = good;
-  j["sequences"][3]["token_ids"].erase(0);
-  write_index(j);
-  expect_error("real_attention.json", {"sequences[3].token_ids has 127 ids for length 128"});
-  j = good;
-  j["sequences"].erase(19);  // the arrays still hold 20 sequences
-  write_index(j);
-  expect_error("real_attention.json", {"layers[0].hidden.shape[0] = 20, expected 19"});
-  j = good;
-  j["checks"][1]["rows"][0] = 128;
-  write_index(j);
-  expect_error("real_attention.json", {"checks[1].rows[0] = 128 is out of range"});
-  j = good;
-  j["data_file"] = "../real_attention.bin";
-  write_index(j);
-  expect_error("real_attention.json", {"not a plain file name"});
+  expect_index_error(good, [&](Json& j) { j["sequences"][17]["length"] = 129; },
+                     "real_attention.json", {"sequences[17].length = 129 is out of range"});
+  expect_index_error(good, [&](Json& j) { j["sequences"][3]["token_ids"].erase(0); },
+                     "real_attention.json", {"sequences[3].token_ids has 127 ids for length 128"});
+  // One sequence fewer in the index than the arrays hold.
+  expect_index_error(good, [&](Json& j) { j["sequences"].erase(19); }, "real_attention.json",
+                     {"layers[0].hidden.shape[0] = 20, expected 19"});
+  expect_index_error(good, [&](Json& j) { j["checks"][1]["rows"][0] = 128; }, "real_attention.json",
+                     {"checks[1].rows[0] = 128 is out of range"});
+  expect_index_error(good, [&](Json& j) { j["data_file"] = "../real_attention.bin"; },
+                     "real_attention.json", {"not a plain file name"});
 }
 
 }  // namespace

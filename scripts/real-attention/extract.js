@@ -39,7 +39,7 @@ const PINNED = {
 
 const MAGIC = 'FATTNRAF';    // fastattn real-attention fixture
 const VERSION = 1;
-const HEADER_BYTES = 64;
+const HEADER_BYTES = 96;   // magic, version, sizes, payload and index SHA-256 (PROVENANCE.md)
 const ALIGN = 64;
 const MAX_TOKENS = 128;      // the model's ClipToMaxLength constant (checked below)
 const MIN_FULL = 16;
@@ -480,7 +480,7 @@ async function main() {
 
   // ---- write the binary: header, then 64-byte aligned arrays -------------------------------------
   const arrays = [];
-  let offset = HEADER_BYTES;
+  let offset = Math.ceil(HEADER_BYTES / ALIGN) * ALIGN;
   const place = (bytes) => { const o = offset; offset = Math.ceil((offset + bytes.length) / ALIGN) * ALIGN; arrays.push({ o, bytes }); return o; };
   const half = (bits) => { const buf = Buffer.alloc(bits.length * 2); bits.forEach((x, i) => buf.writeUInt16LE(x, 2 * i)); return buf; };
   const single = (vals) => { const buf = Buffer.alloc(vals.length * 4); vals.forEach((x, i) => buf.writeFloatLE(x, 4 * i)); return buf; };
@@ -546,8 +546,11 @@ async function main() {
     checks,
     extraction_report: report,
   };
+  // The header also carries the index's SHA-256, so an edited or corrupted index is detected too.
+  const indexText = `${toJson(index, '')}\n`;
+  Buffer.from(sha256(Buffer.from(indexText, 'utf8')), 'hex').copy(file, 56);
   fs.writeFileSync(path.join(outDir, 'real_attention.bin'), file);
-  fs.writeFileSync(path.join(outDir, 'real_attention.json'), `${toJson(index, '')}\n`);
+  fs.writeFileSync(path.join(outDir, 'real_attention.json'), indexText);
 
   console.log(`wrote ${path.join(outDir, 'real_attention.bin')} (${total} bytes, sha256 ${sha256(file)})`);
   console.log(`sequences ${S} (${full} of ${N} tokens), lengths ${lengths.join(' ')}`);
