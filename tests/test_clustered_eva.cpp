@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "fastattn/eva.hpp"
-#include "fastattn/exact.hpp"
 #include "fastattn/multihead.hpp"
+#include "reference/eva.hpp"
+#include "reference/softmax.hpp"
 #include "support.hpp"
 
 namespace fastattn {
@@ -86,26 +86,18 @@ double ref_logit(const Eigen::VectorXd& q, const RefMoments& m, double s, Cluste
   return logit;
 }
 
-/// beta over the keys `rows` with the weights' vector w (mu_c or qhat_c).
+/// beta over the keys `rows` with the weights' vector w (mu_c or qhat_c): the shared masked
+/// softmax (tests/reference/softmax.hpp) over the summary logits a_m of spec §10.5.
 Eigen::VectorXd ref_beta(const MatD& k, const MatD& v, const std::vector<Index>& rows,
                          const Eigen::VectorXd& w, double s, ClusterSummary summary) {
-  std::vector<double> a;
-  double mx = -std::numeric_limits<double>::infinity();
+  std::vector<test::ref::Term> terms;
   for (Index j : rows) {
     const Eigen::VectorXd kj = k.row(j).transpose();
-    const double x = summary == ClusterSummary::SingleSample ? s * (w.dot(kj) - 0.5 * kj.squaredNorm())
+    const double a = summary == ClusterSummary::SingleSample ? s * (w.dot(kj) - 0.5 * kj.squaredNorm())
                                                             : s * w.dot(kj);
-    a.push_back(x);
-    mx = std::max(mx, x);
+    terms.push_back({a, j});
   }
-  Eigen::VectorXd beta = Eigen::VectorXd::Zero(v.cols());
-  double sum = 0;
-  for (size_t t = 0; t < rows.size(); ++t) {
-    const double p = std::exp(a[t] - mx);
-    sum += p;
-    beta += p * v.row(rows[t]).transpose();
-  }
-  return beta / sum;
+  return test::ref::softmax_average(terms, v).transpose();
 }
 
 /// labels [Nk]: cluster label per key (-1 = padded key); empty labels are dropped, the others
@@ -218,15 +210,14 @@ RefResult reference_clustered_eva(const MatD& q, const MatD& k, const MatD& v,
       value.push_back(ref_beta(k, v, rest, w[size_t(c)], s, o.summary));
     }
     exact_total += double(exact) / double(visible);
-    const double mx = *std::max_element(logit.begin(), logit.end());
-    double sum = 0;
-    Eigen::VectorXd acc = Eigen::VectorXd::Zero(v.cols());
+    // One softmax over the exact keys and the summary entries (spec §10.2).
+    MatD values(Index(value.size()), v.cols());
+    std::vector<test::ref::Term> terms;
     for (size_t t = 0; t < logit.size(); ++t) {
-      const double p = std::exp(logit[t] - mx);
-      sum += p;
-      acc += p * value[t];
+      values.row(Index(t)) = value[t].transpose();
+      terms.push_back({logit[t], Index(t)});
     }
-    res.out.row(n) = (acc / sum).transpose();
+    res.out.row(n) = test::ref::softmax_average(terms, values);
   }
   res.exact_fraction = exact_total / double(nq);
   return res;
@@ -403,11 +394,14 @@ TYPED_TEST(ClusteredEvaTest, PositionalClustersWithoutExactClustersAreEvaDisjoin
         config<T>(0, window, ClusterCentre::TokenMean, ClusterSummary::SingleSample,
                   ClusterMassCorrection::None),
         q, k, v, out, opt, labels, n / chunk);
-    EvaOptions eo;
-    eo.window = window;
-    eo.chunk_size = chunk;
-    eo.semantics = EvaSemantics::Disjoint;
-    const RowMatrix<T> eva = Eva<T>(d, eo)(q, k, v, opt);
+    test::ref::EvaSpec spec;  // the independent EVA reference, not the library's Eva
+    spec.options.window = window;
+    spec.options.chunk_size = chunk;
+    spec.options.semantics = EvaSemantics::Disjoint;
+    spec.padding = pad;
+    const MatD eva = test::ref::eva_attention(q.template cast<double>(), k.template cast<double>(),
+                                              v.template cast<double>(), spec)
+                         .out;
     EXPECT_TRUE(test::near(out, eva, 10 * test::Tol<T>::rel, 10 * test::Tol<T>::abs))
         << "padding " << p;
   }
