@@ -1,7 +1,7 @@
 #pragma once
 // The synthetic input regimes of the accuracy sweep (small-norm, large-norm, smooth, clustered),
-// as a header so that other programs draw exactly the same inputs. Same generator, seeds and
-// parameters as draw() in bench/accuracy.cpp (which predates this header; it can include it).
+// in one place: bench/accuracy.cpp and bench/clustered_eva_study.cpp draw the same inputs from
+// the same seeds.
 
 #include <cmath>
 #include <cstdint>
@@ -17,7 +17,7 @@ struct RegimeInputs {
   RowMatrix<double> q, k, v;
 };
 
-/// q, k, v [n, d] of `regime` from `seed` (see bench/accuracy.cpp's regimes() for the meanings).
+/// q, k, v [n, d] of `regime` from `seed` (bench/accuracy.cpp's synthetic_regimes() describes them).
 inline RegimeInputs draw_regime(const std::string& regime, Index n, Index d, std::uint64_t seed) {
   using MatD = RowMatrix<double>;
   Rng rng(seed);
