@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines.hpp"
 #include "common.hpp"
 #include "fastattn/fastattn.hpp"
 #include "real_attention.hpp"
@@ -70,61 +71,6 @@ struct PooledError {
 };
 
 bool padded(const KeyMask& m, Index j) { return m.size() != 0 && m[j]; }
-
-/// Exact softmax over each query's `top` largest visible logits (ties: any); double.
-MatD oracle_top_k(const MatD& q, const MatD& k, const MatD& v, const KeyMask& pad, Index top,
-                  double scale) {
-  MatD out = MatD::Zero(q.rows(), v.cols());
-  std::vector<std::pair<double, Index>> logits;
-  for (Index i = 0; i < q.rows(); ++i) {
-    logits.clear();
-    for (Index j = 0; j < k.rows(); ++j)
-      if (!padded(pad, j)) logits.emplace_back(scale * q.row(i).dot(k.row(j)), j);
-    const Index m = std::min<Index>(top, Index(logits.size()));
-    if (m == 0) continue;
-    std::partial_sort(logits.begin(), logits.begin() + m, logits.end(),
-                      [](const auto& a, const auto& b) { return a.first > b.first; });
-    double sum = 0;
-    for (Index t = 0; t < m; ++t) {
-      const double p = std::exp(logits[size_t(t)].first - logits[0].first);
-      sum += p;
-      out.row(i) += p * v.row(logits[size_t(t)].second);
-    }
-    out.row(i) /= sum;
-  }
-  return out;
-}
-
-/// The mean of the visible values for every query (ignore the keys).
-MatD uniform(const MatD& v, const KeyMask& pad, Index nq) {
-  Vector<double> mean = Vector<double>::Zero(v.cols());
-  Index n = 0;
-  for (Index j = 0; j < v.rows(); ++j)
-    if (!padded(pad, j)) mean += v.row(j).transpose(), ++n;
-  if (n > 0) mean /= double(n);
-  return mean.transpose().replicate(nq, 1);
-}
-
-/// EVA's blocked window [floor(i/W) W, +W) alone, exactly (no chunk terms); double.
-MatD window_only(const MatD& q, const MatD& k, const MatD& v, const KeyMask& pad, Index w,
-                 double scale) {
-  MatD out = MatD::Zero(q.rows(), v.cols());
-  for (Index i = 0; i < q.rows(); ++i) {
-    const Index a = i / w * w, e = std::min(a + w, k.rows());
-    double mx = -INFINITY, sum = 0;
-    for (Index j = a; j < e; ++j)
-      if (!padded(pad, j)) mx = std::max(mx, scale * q.row(i).dot(k.row(j)));
-    if (mx == -INFINITY) continue;
-    for (Index j = a; j < e; ++j) {
-      if (padded(pad, j)) continue;
-      const double p = std::exp(scale * q.row(i).dot(k.row(j)) - mx);
-      sum += p;
-      out.row(i) += p * v.row(j);
-    }
-    out.row(i) /= sum;
-  }
-  return out;
-}
 
 /// Dot products per query of EVA-Disjoint (W = L, ext 0): the visible window keys plus one score
 /// per non-empty chunk outside the window.
@@ -216,8 +162,8 @@ RealResult run_real(const LayerHeads& layer, const ClusteredEvaOptions& o, bool 
     clusters += double(st.num_clusters) * double(h.length);
     queries += double(h.length);
     if (with_oracle) {
-      const Index top = Index(std::lround(exact_keys));
-      oracle.add(oracle_top_k(h.q, h.k, h.v, h.pad, top, h.scale), h.exact, h.length);
+      const Index top = std::max<Index>(1, Index(std::lround(exact_keys)));
+      oracle.add(oracle_topk_attention<double>(h.q, h.k, h.v, top, opt), h.exact, h.length);
     }
   }
   return {err.value(), keys / queries, cost / queries, frac / queries, oracle.value(),
@@ -247,12 +193,12 @@ void real_part(const std::string& dir) {
         AttentionOptions opt;
         opt.scale = h.scale;
         opt.key_padding = h.pad;
-        u.add(uniform(h.v, h.pad, h.q.rows()), h.exact, h.length);
+        u.add(uniform_attention<double>(h.q.rows(), h.v, opt), h.exact, h.length);
         MatF out(h.qf.rows(), h.vf.cols());
         eva.forward(h.qf, h.kf, h.vf, out, opt);
         e.add(out.cast<double>(), h.exact, h.length);
-        w.add(window_only(h.q, h.k, h.v, h.pad, 64, h.scale), h.exact, h.length);
-        o32.add(oracle_top_k(h.q, h.k, h.v, h.pad, 32, h.scale), h.exact, h.length);
+        w.add(window_only_attention<double>(h.q, h.k, h.v, 64, 0, opt), h.exact, h.length);
+        o32.add(oracle_topk_attention<double>(h.q, h.k, h.v, 32, opt), h.exact, h.length);
         cost += eva_disjoint_cost(h.pad, h.k.rows(), 64, h.length) * double(h.length);
         queries += double(h.length);
       }
@@ -384,7 +330,7 @@ void synthetic_part(int seeds) {
       const MatD exact = Exact<double>()(x.q, x.k, x.v);
       const MatF qf = x.q.cast<float>(), kf = x.k.cast<float>(), vf = x.v.cast<float>();
       errors[configs.size()][size_t(ri)] +=
-          relative_error<double>(uniform(x.v, KeyMask(), n), exact) / seeds;
+          relative_error<double>(uniform_attention<double>(n, x.v), exact) / seeds;
       for (size_t c = 0; c < configs.size(); ++c) {
         MatF out(n, d);
         ClusteredEvaStats st;
