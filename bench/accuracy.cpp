@@ -12,7 +12,7 @@
 //
 // A method's settings come from its metadata (MethodInfo::params, first entry): "m" sweeps the
 // feature counts, "window" EVA's windows, "k" the oracle's k (matched to the budgets of the other
-// methods at that point), none: one setting. A new method is one entry in method_info.hpp and one
+// methods at that point), none: one setting (ClusteredEva: its default options). A new method is one entry in method_info.hpp and one
 // case in make_method() (methods.hpp).
 //
 // Usage: fastattn_accuracy [--full] [--out accuracy.json] [--real-dir DIR]
@@ -33,6 +33,7 @@
 #include "json_writer.hpp"
 #include "methods.hpp"
 #include "real_attention.hpp"
+#include "regimes.hpp"
 
 #ifndef FASTATTN_REAL_ATTENTION_DIR
 #define FASTATTN_REAL_ATTENTION_DIR "bench/data/real_attention"
@@ -76,45 +77,6 @@ std::vector<Regime> synthetic_regimes() {
     out.push_back(r);
   }
   return out;
-}
-
-struct Inputs {
-  MatD q, k, v;
-};
-
-Inputs draw(const std::string& regime, Index n, Index d, std::uint64_t seed) {
-  Rng rng(seed);
-  auto gaussian = [&](Index rows, Index cols, double sd) {
-    MatD m(rows, cols);
-    for (Index i = 0; i < rows; ++i)
-      for (Index j = 0; j < cols; ++j) m(i, j) = sd * rng.normal();
-    return m;
-  };
-  Inputs x;
-  if (regime == "smooth") {
-    const double rho = 0.98, innovation = std::sqrt(1 - rho * rho);
-    for (MatD* m : {&x.q, &x.k, &x.v}) {
-      *m = gaussian(n, d, 1.0);
-      for (Index t = 1; t < n; ++t) m->row(t) = rho * m->row(t - 1) + innovation * m->row(t);
-    }
-    return x;
-  }
-  if (regime == "clustered") {
-    const MatD centres = gaussian(8, d, 1.0);
-    x.q = gaussian(n, d, 0.3);
-    x.k = gaussian(n, d, 0.3);
-    for (Index t = 0; t < n; ++t) {
-      x.q.row(t) += centres.row(Index(rng.next_u64() % 8));
-      x.k.row(t) += centres.row(Index(rng.next_u64() % 8));
-    }
-    x.v = gaussian(n, d, 1.0);
-    return x;
-  }
-  const double sd = regime == "small-norm" ? 0.3 : 1.0;
-  x.q = gaussian(n, d, sd);
-  x.k = gaussian(n, d, sd);
-  x.v = gaussian(n, d, 1.0);
-  return x;
 }
 
 /// RFA's sigma: RFA estimates softmax over sigma^2 cos(q, k), so sigma^2 is set to the typical
@@ -217,8 +179,10 @@ std::vector<Setting> settings_for(const MethodInfo& info, const std::vector<Inde
 }
 
 /// Every swept method but exact attention at one point: features ms, windows, and the oracle at
-/// the budgets of the others below n (k >= n visible keys is exact attention).
-std::vector<Point> plan(const std::vector<Index>& ms, const std::vector<Index>& windows, Index n) {
+/// the budgets of the others below n (k >= n visible keys is exact attention). Causal points
+/// leave out the methods without a causal form (MethodInfo::causal).
+std::vector<Point> plan(const std::vector<Index>& ms, const std::vector<Index>& windows, Index n,
+                        bool causal = false) {
   std::set<Index> budgets;
   for (Index m : ms) budgets.insert(m);
   for (Index w : windows) budgets.insert(w);
@@ -229,7 +193,7 @@ std::vector<Point> plan(const std::vector<Index>& ms, const std::vector<Index>& 
     if (w < n) ws.push_back(w);
   std::vector<Point> points;
   for (const MethodInfo& info : method_table()) {
-    if (!info.swept || info.role == Role::Exact) continue;
+    if (!info.swept || info.role == Role::Exact || (causal && !info.causal)) continue;
     const bool eva = info.cost == CostModel::Eva;
     for (const Setting& s : settings_for(info, ms, eva ? windows : ws, ks))
       points.push_back({info.name, s, {}});
@@ -415,7 +379,7 @@ int run(int argc, char** argv) {
         const bool feature_sweep = budget_sweep || (n == n_timed && !causal);
         std::vector<Point> points = plan(feature_sweep ? ms : std::vector<Index>{m_default},
                                          budget_sweep ? windows : std::vector<Index>{kEvaWindow},
-                                         n);
+                                         n, causal);
         if (!budget_sweep)  // elsewhere the oracle at the default k only
           points.erase(std::remove_if(points.begin(), points.end(),
                                       [](const Point& p) {
@@ -424,7 +388,7 @@ int run(int argc, char** argv) {
                                       }),
                        points.end());
         for (int s = 0; s < seeds; ++s) {
-          const Inputs x = draw(regime.name, n, d, 1000 + 17 * std::uint64_t(s) + std::uint64_t(n));
+          const RegimeInputs x = draw_regime(regime.name, n, d, 1000 + 17 * std::uint64_t(s) + std::uint64_t(n));
           AttentionOptions opt;
           opt.causal = causal;
           const MatD exact = Exact<double>()(x.q, x.k, x.v, opt);

@@ -122,6 +122,7 @@ void register_all() {
   for (const std::string& name : method_names()) {
     for (int causal = 0; causal < 2; ++causal)
       for (Index n : ns) {
+        if (causal && !method_info(name).causal) continue;
         if (name == "Exact" && n > exact_max) continue;
         if (name == "EVA-Disjoint" && n > 16384) continue;  // O(N^2/64)
         if (type == "double" && n > 4096 && !full) continue;

@@ -25,7 +25,7 @@ namespace fastattn::bench {
 enum class Role { Exact, Approximation, Baseline };
 
 /// Which flop model applies (model_flops in methods.hpp computes it; cost_text states it).
-enum class CostModel { Quadratic, RandomFeatures, Eva, Mean, Oracle, Window };
+enum class CostModel { Quadratic, RandomFeatures, Eva, Clustered, Mean, Oracle, Window };
 
 struct MethodInfo {
   std::string name;                 ///< as in benchmark names, labels and accuracy results
@@ -42,6 +42,7 @@ struct MethodInfo {
   std::string marker;               ///< circle, square, diamond, triangle, triangle-down, cross,
                                     ///< circle-open
   std::string spec;                 ///< its page in docs/spec ("" for a baseline)
+  bool causal = true;               ///< has a causal form (false: the causal sweeps skip it)
 };
 
 /// Every method, in the report's display order.
@@ -69,6 +70,11 @@ inline const std::vector<MethodInfo>& method_table() {
       {"EVA-Disjoint", "EVA with chunks aligned to the windows (disjoint semantics)",
        Role::Approximation, true, "softmax", {"window", "chunks"}, 0, CostModel::Eva, "#CC79A7",
        "cross", "docs/spec/eva.md"},
+      {"ClusteredEva",
+       "EVA over k-means clusters of the keys: each query's most-attended clusters exact, one "
+       "control-variate entry per other cluster (default options; non-causal only)",
+       Role::Approximation, true, "softmax", {}, 0, CostModel::Clustered, "#117733", "square",
+       "docs/spec/eva.md", false},
       {"Exact-reference", "exact attention, the plain reference kernel", Role::Exact, false,
        "softmax", {}, 0, CostModel::Quadratic, "#777777", "circle-open", "docs/spec/exact.md"},
       {"oracle top-k",
@@ -101,6 +107,11 @@ inline std::string cost_text(CostModel cost) {
       return "4 N m' D for the features (m' projections) + 4 N m (D + 1) for the two "
              "contractions; causal: + 2 N C (m + D + 1) for the intra-chunk products, C = 32";
     case CostModel::Eva: return "4 N D (W + C) for window W and C chunks (causal: C/2)";
+    case CostModel::Clustered:
+      return "2 N D (I + 3) C for k-means (I + 1 passes), the cluster scores and the summary "
+             "mixing, + 4 N D r N / C for r exact clusters of N / C keys (balanced clusters; the "
+             "real share depends on the data), at the defaults C = ceil(sqrt N), "
+             "r = max(2, ceil(C / 16)), I = 3";
     case CostModel::Mean: return "N D";
     case CostModel::Oracle:
       return "a reference, not a fast method: it needs every logit (4 N^2 D) to find the k "

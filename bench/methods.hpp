@@ -4,6 +4,7 @@
 // compared at equal cost: FAVOR+ and FAVOR++ use m projections, hyperbolic FAVOR and RFA
 // (sin/cos) use m/2 (MethodInfo::projections_per_feature).
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -117,6 +118,7 @@ make_method(const std::string& name, Index d, const Setting& s, Index n, bool ca
   if (name == "EVA-Reference" || name == "EVA-Disjoint")
     return wrap(
         Eva<T>(d, eva_options(name == "EVA-Disjoint", n, causal, s.window ? s.window : kEvaWindow)));
+  if (name == "ClusteredEva") return wrap(ClusteredEva<T>(d));  // default options
   FASTATTN_CHECK(false, "make_method: no factory for method \"" << name << "\"");
   return {};
 }
@@ -154,6 +156,11 @@ inline double model_flops(const std::string& name, Index n, Index d, const Setti
       double f = 4.0 * N * double(projections(info, s.m)) * D + 4.0 * N * M * (D + 1);
       if (causal) f += 2.0 * N * 32 * (M + D + 1);
       return f;
+    }
+    case CostModel::Clustered: {  // the defaults of clustered_eva_options.hpp
+      const double c = std::ceil(std::sqrt(N)), r = std::min(c, std::max(2.0, std::ceil(c / 16)));
+      const double iterations = 3;
+      return 2.0 * N * D * (iterations + 3) * c + 4.0 * N * D * r * N / c;
     }
     case CostModel::Mean: return N * D;
   }

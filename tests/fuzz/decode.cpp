@@ -50,8 +50,10 @@ double decode_scale(Reader& r) {
   return r.pick(3) != 0 ? 0.0 : r.choose(scales);
 }
 
-Kind decode_kind(Reader& r) {
-  switch (r.pick(9)) {
+Kind decode_kind(Reader& r, bool non_causal_methods) {
+  const unsigned b = r.byte();
+  if (non_causal_methods && b >= 252) return Kind::ClusteredEva;
+  switch (b % 9) {  // = r.pick(9)
     case 0:
       return Kind::ExactBlocked;
     case 1:
@@ -237,6 +239,35 @@ Spec decode_spec(Reader& r, Rng& rng, Kind kind, Index d, bool decoding) {
       if (o.grid_height > 0 && o.window >= 1 &&
           (o.grid_height % o.window != 0 || o.grid_width % o.window != 0))
         v.invalid("grid % window");
+      break;
+    }
+    case Kind::ClusteredEva: {
+      constexpr Index clusters[] = {0, 0, 1, 2, 3, 5, 8, 100, -1};
+      constexpr Index exact[] = {0, 0, 1, 2, 4, 100, -1};
+      constexpr Index windows[] = {0, 0, 0, 1, 4, 8, -1};
+      constexpr int iterations[] = {0, 0, 1, 3, 8, -1};
+      ClusteredEvaOptions& o = s.clustered;
+      o.num_clusters = r.choose(clusters);
+      o.exact_clusters = r.choose(exact);
+      o.window = r.choose(windows);
+      o.iterations = r.choose(iterations);
+      o.seed = r.byte();
+      // Enumerators, and now and then a value outside the enumeration (rejected).
+      o.centre = static_cast<ClusterCentre>(r.one_in(16) ? 7 : r.pick(3));
+      o.summary = static_cast<ClusterSummary>(r.one_in(16) ? 5 : r.pick(2));
+      o.mass_correction = static_cast<ClusterMassCorrection>(r.one_in(16) ? 9 : r.pick(3));
+      note("ClusteredEva(C=", o.num_clusters, " r=", o.exact_clusters, " W=", o.window,
+           " I=", o.iterations, " seed=", o.seed, " centre=", int(o.centre),
+           " summary=", int(o.summary), " correction=", int(o.mass_correction), ")");
+      Validity& v = s.ctor;
+      if (o.num_clusters < 0) v.invalid("num_clusters");
+      if (o.exact_clusters < 0) v.invalid("exact_clusters");
+      if (o.num_clusters > 0 && o.exact_clusters > o.num_clusters) v.invalid("r > C");
+      if (o.window < 0) v.invalid("window");
+      if (o.iterations < 0) v.invalid("iterations");
+      if (int(o.centre) > 2) v.invalid("centre");
+      if (int(o.summary) > 1) v.invalid("summary");
+      if (int(o.mass_correction) > 2) v.invalid("mass_correction");
       break;
     }
   }

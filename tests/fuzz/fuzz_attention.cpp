@@ -34,6 +34,11 @@
 //    Disjoint window (W >= n) is also compared with exact attention. Eva 2-D: a single Disjoint
 //    window vs exact attention; other 2-D geometries vs Eva<double> (same justification: the 2-D
 //    reference is covered by the official reference cases in test_eva).
+//  * ClusteredEva (forward and multihead scenarios only: it has no causal form; kind bytes
+//    252-255): the convex hull of the visible values for every configuration, and exact
+//    attention when r >= C (docs/spec/eva.md §10.6). The estimator for a given partition is
+//    checked against a brute-force double reference in test_clustered_eva; here the point is
+//    the contract (validation, padding, extreme shapes and data, no NaN) under the sanitizers.
 //  * step() sequences: the causal reference of the whole sequence (so step == causal forward);
 //    Exact's chunked prefill and truncate() rollbacks included.
 //  * multihead() and BatchedDecoder: a per-head loop of forward()/step() on the same head views,

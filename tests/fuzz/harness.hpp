@@ -21,6 +21,7 @@
 
 #include "../data_rng.hpp"
 #include "../reference/exact.hpp"
+#include "fastattn/clustered_eva.hpp"
 #include "fastattn/eva.hpp"
 #include "fastattn/exact.hpp"
 #include "fastattn/favor.hpp"
@@ -310,7 +311,7 @@ void compare_pair(const char* what, const A& a_in, const B& b_in, const Expect& 
 // ------------------------------------------------------------------------------------------------
 // Methods: decoding a configuration and constructing it.
 
-enum class Kind { ExactBlocked, ExactReference, Favor, Rfa, Eva };
+enum class Kind { ExactBlocked, ExactReference, Favor, Rfa, Eva, ClusteredEva };
 
 struct Spec {
   Kind kind = Kind::ExactBlocked;
@@ -319,6 +320,7 @@ struct Spec {
   FavorOptions favor;
   RfaOptions rfa;
   EvaOptions eva;
+  ClusteredEvaOptions clustered;
   bool caller_projection = false;  // Favor/Rfa from a projection matrix
   MatD projection;                 // float-representable entries
   bool sigma_per_dim = false;      // Rfa
@@ -328,15 +330,19 @@ struct Spec {
 
 inline bool is_exact(Kind k) { return k == Kind::ExactBlocked || k == Kind::ExactReference; }
 
-Kind decode_kind(Reader& r);
+/// The method of a scenario. `non_causal_methods`: the scenario can also run methods without a
+/// causal form (ClusteredEva), chosen by kind bytes 252-255 only, so that the corpus inputs found
+/// before it existed decode as they did.
+Kind decode_kind(Reader& r, bool non_causal_methods = false);
 
 /// Decodes the method's constructor arguments for head dimension d. `decoding` restricts Eva to
 /// 1-D (grids are non-causal).
 Spec decode_spec(Reader& r, Rng& rng, Kind kind, Index d, bool decoding);
 
 /// Constructs the method of `s` (the constructor may reject it), judges the verdict, and calls
-/// use(method) when it was accepted. Returns whether it was.
-template <class T, class F>
+/// use(method) when it was accepted. Returns whether it was. kNonCausal: `use` also accepts the
+/// methods without a causal form (no step(); decode_kind(r, true) scenarios).
+template <class T, bool kNonCausal = false, class F>
 bool with_method(const Spec& s, F&& use) {
   switch (s.kind) {
     case Kind::ExactBlocked:
@@ -377,6 +383,16 @@ bool with_method(const Spec& s, F&& use) {
       judge("Eva()", attempt("Eva()", [&] { m.emplace(s.head_dim, s.eva); }), s.ctor);
       if (m) use(*m);
       return m.has_value();
+    }
+    case Kind::ClusteredEva: {
+      if constexpr (kNonCausal) {
+        std::optional<ClusteredEva<T>> m;
+        judge("ClusteredEva()",
+              attempt("ClusteredEva()", [&] { m.emplace(s.head_dim, s.clustered); }), s.ctor);
+        if (m) use(*m);
+        return m.has_value();
+      }
+      fail("ClusteredEva decoded for a scenario that runs causal methods only");
     }
   }
   return false;

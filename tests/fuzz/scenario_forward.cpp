@@ -1,6 +1,7 @@
 // Fuzz scenario 1: one forward call (any method, shapes, options, data regime, strided views,
 // injected invalid arguments) against the method's expectation (tests/fuzz/expect.hpp).
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -29,11 +30,31 @@ struct Strided {
   auto view() const { return storage.block(r0, c0, rows, cols); }
 };
 
+/// Bounds only, for methods whose every output row is a convex combination of the visible values
+/// (or 0): [min, max] over the visible values and 0, with the slack of a T evaluation of nk + 8
+/// operations per entry. *vmax receives max |visible value|.
+Expect value_hull(const MatD& vd, const KeyMask& padding, Index nq, double eps, double tiny,
+                  double* vmax_out = nullptr) {
+  const Index nk = vd.rows();
+  Expect x(nq, vd.cols(), true);
+  double lo = 0, hi = 0;
+  for (Index j = 0; j < nk; ++j)
+    if (!ref::is_padded(padding, j) && vd.cols() > 0)
+      lo = std::min(lo, vd.row(j).minCoeff()), hi = std::max(hi, vd.row(j).maxCoeff());
+  const double vmax = std::max(-lo, hi);
+  const double slack = 64 * eps * (vmax + 1) * double(nk + 8) + double(nk + 8) * tiny;
+  x.lo.setConstant(lo - slack);
+  x.hi.setConstant(hi + slack);
+  for (auto& c : x.check) c = 0;
+  if (vmax_out) *vmax_out = vmax;
+  return x;
+}
+
 }  // namespace
 
 template <class T>
 void forward_case(Reader& r) {
-  const Kind kind = decode_kind(r);
+  const Kind kind = decode_kind(r, true);
   Index nq = r.choose(kSizes), nk = r.choose(kSizes), d = r.choose(kDims),
         dv = r.choose(kValueDims);
   const std::uint64_t seed = r.u64();
@@ -165,7 +186,7 @@ void forward_case(Reader& r) {
   }
   const bool strided = r.one_in(4);
 
-  with_method<T>(spec, [&](const auto& method) {
+  with_method<T, true>(spec, [&](const auto& method) {
     using M = std::decay_t<decltype(method)>;
     Validity v_call = call;
     if constexpr (std::is_same_v<M, Favor<T>>) {
@@ -181,6 +202,13 @@ void forward_case(Reader& r) {
       if (std::abs(opt.scale) > 1e6 || ds.sq > 30 || ds.sk > 30) v_call.unknown = true;
     }
     if constexpr (std::is_same_v<M, Eva<T>>) v_call.unknown = true;  // geometry domain
+    if constexpr (std::is_same_v<M, ClusteredEva<T>>) {
+      const ClusteredEvaOptions& o = method.options();
+      if (opt.causal) v_call.invalid("causal for ClusteredEva");
+      if (o.window > 0 && q_rows != nk) v_call.invalid("ClusteredEva window with Nq != Nk");
+      if (o.centre == ClusterCentre::TokenMean && q_rows != nk)
+        v_call.invalid("ClusteredEva TokenMean with Nq != Nk");
+    }
 
     Strided<T> qs(q, strided, rng), ks(k, strided, rng), vs(v, strided, rng);
     RowMatrix<T> out_store = RowMatrix<T>::Constant(alias ? 0 : out_rows + (strided ? 1 : 0),
@@ -317,6 +345,19 @@ void forward_case(Reader& r) {
               rfa_expect(method.options(), method.projection().template cast<double>(), qd, kd, vd,
                          opt.key_padding, opt.causal || gated, gated ? &log_gates : nullptr, eps,
                          tiny));
+    } else if constexpr (std::is_same_v<M, ClusteredEva<T>>) {
+      // Every output row is a convex combination of the visible values (exact keys and cluster
+      // summaries, which are themselves convex combinations), 0 for a query that sees no key: the
+      // convex hull bound with the slack of the Eva 2-D case. With r >= C every cluster is exact
+      // (docs/spec/eva.md §10.6): exact attention, within the error model of a T evaluation.
+      const ClusteredEvaOptions& o = method.options();
+      if (o.num_clusters > 0 && o.exact_clusters >= o.num_clusters) {
+        ref::ExactSpec c;
+        c.scale = ref::resolved_scale(opt.scale, d);
+        c.padding = opt.key_padding;
+        compare("ClusteredEva r >= C vs exact", out, exact_expect(qd, kd, vd, c, eps, tiny));
+      }
+      compare("ClusteredEva bounds", out, value_hull(vd, opt.key_padding, nq, eps, tiny));
     } else if constexpr (std::is_same_v<M, Eva<T>>) {
       const EvaOptions& o = method.options();
       const bool single =
@@ -338,16 +379,8 @@ void forward_case(Reader& r) {
         c.scale = ref::resolved_scale(opt.scale, d);
         compare("Eva::forward", out, eva_expect(qd, kd, vd, c, eps, tiny));
       } else if (!single) {
-        Expect x(nq, dv, true);
-        double lo = 0, hi = 0;
-        for (Index j = 0; j < nk; ++j)
-          if (!ref::is_padded(opt.key_padding, j) && dv > 0)
-            lo = std::min(lo, vd.row(j).minCoeff()), hi = std::max(hi, vd.row(j).maxCoeff());
-        const double vmax = std::max(-lo, hi);
-        const double slack = 64 * eps * (vmax + 1) * double(nk + 8) + double(nk + 8) * tiny;
-        x.lo.setConstant(lo - slack);
-        x.hi.setConstant(hi + slack);
-        for (auto& c : x.check) c = 0;
+        double vmax = 0;
+        const Expect x = value_hull(vd, opt.key_padding, nq, eps, tiny, &vmax);
         if constexpr (std::is_same_v<T, float>) {
           const Eva<double> twin(o.grid_height > 0 ? d : d, o);
           MatD ref(nq, dv);

@@ -99,7 +99,7 @@ bool bitwise_equal(const A& a, const B& b) {
 
 template <class T>
 void multihead_case(Reader& r) {
-  const Kind kind = decode_kind(r);
+  const Kind kind = decode_kind(r, true);
   constexpr Index batches[] = {1, 1, 2, 3, 0};
   const Index b = r.choose(batches), hkv = 1 + r.pick(3), group = 1 + r.pick(3);
   Index hq = hkv * group;
@@ -171,7 +171,7 @@ void multihead_case(Reader& r) {
   TensorView<T> out_view = ot.view;
   if (alias_out) out_view.data = qt.view.data;  // same layout and size as q
 
-  with_method<T>(spec, [&](const auto& method) {
+  with_method<T, true>(spec, [&](const auto& method) {
     const TensorView<const T> q = qt.view, k = kt.view, v = vt.view;
     const Result res = attempt("multihead", [&] { multihead(method, q, k, v, out_view, opt); });
     if (alias_out) {

@@ -1,0 +1,417 @@
+#pragma once
+/// @file detail/clustered_eva/estimator.hpp
+/// The ClusteredEva estimator over a given partition (docs/spec/eva.md §10.2-§10.5, §10.7): per
+/// block of queries, the cluster scores (one GEMM, a second for the diagonal mass correction), the
+/// top-r selection, the summary entries of the other clusters (one GEMM against beta), the local
+/// window, and the selected clusters run as small GEMMs over the queries that selected each one,
+/// all merged into one softmax per query (OnlineSoftmaxRows). No [Nq, Nk] buffer.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "fastattn/clustered_eva_options.hpp"
+#include "fastattn/config.hpp"
+#include "fastattn/detail/clustered_eva/config.hpp"
+#include "fastattn/detail/clustered_eva/online_softmax.hpp"
+#include "fastattn/detail/clustered_eva/partition.hpp"
+#include "fastattn/detail/clustered_eva/summaries.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn::detail {
+
+/// The buffers of ClusteredEvaEstimator (one set per thread, reused across calls: see
+/// clustered_eva_workspace()). Sized by the estimator; a call with the same shapes as the previous
+/// one allocates nothing.
+template <class T>
+struct ClusteredEvaBuffers {
+  RowMatrix<T> mu, beta;                    // [C, D] the summary weights' vector, [C, Dv] beta
+  Vector<T> beta_logits;                    // scratch of summarize_values
+  RowMatrix<T> qs, qsq, gap, scores, logits, partial, qg, attending;
+  RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
+  Vector<T> centre_den, top_scores;
+  std::vector<SoftmaxRow<T>> parts;
+  std::vector<Index> selected, group_begin, group_rows, next;
+  OnlineSoftmaxRows<T> state;
+  std::vector<Index> in_window, slot, touched;  // window
+  ClusterMoments<T> adjusted;
+  RowMatrix<T> adjusted_beta, adjusted_scores, rest_keys, rest_values, window_keys, window_values;
+};
+
+/// The query side of one kv head: construct once per (kv head, call) over its clusters, then
+/// run() once per query head.
+template <class T>
+class ClusteredEvaEstimator {
+  static constexpr Index kQueryBlock = 1024;  // queries per block: [1024, C] scores
+  static constexpr Index kRowTile = 512;      // query rows per logits tile
+  static constexpr Index kKeyChunk = 256;     // keys per logits tile of a cluster or window
+
+ public:
+  /// cfg: the resolved configuration; cl: the partition of k's visible keys; k [Nk, D], v [Nk, Dv]
+  /// and key_padding [Nk] or empty (read only by the window); scale: s; buffers: reused storage.
+  ClusteredEvaEstimator(const ClusteredEvaConfig& cfg, const KeyClusters<T>& cl,
+                        const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                        const KeyMask& key_padding, T scale, ClusteredEvaBuffers<T>& buffers)
+      : cfg_(cfg),
+        cl_(cl),
+        k_(k),
+        v_(v),
+        pad_(key_padding),
+        scale_(scale),
+        b_(buffers),
+        c_(cl.num_clusters),
+        r_(cfg.exact_for(cl.num_clusters)),
+        w_(cfg.window),
+        d_(k.cols()),
+        dv_(v.cols()) {
+    block_ = w_ > 0 ? w_ * std::max<Index>(1, kQueryBlock / w_) : kQueryBlock;
+    const Index touched_max = w_ > 0 ? std::min(w_, c_) : 0;
+    const Index cols = std::max(kKeyChunk, c_ + touched_max);
+    const Index r1 = std::max<Index>(r_, 1);
+    b_.qs.resize(block_, d_);
+    b_.scores.resize(block_, c_);
+    b_.logits.resize(std::min(block_, std::max(kRowTile, w_)), cols);
+    b_.partial.resize(block_, dv_);
+    b_.parts.resize(size_t(block_));
+    b_.selected.resize(size_t(block_ * r1));
+    b_.top_scores.resize(r1);
+    b_.group_begin.resize(size_t(c_ + 1));
+    b_.group_rows.resize(size_t(block_ * r1));
+    b_.qg.resize(block_, d_);
+    if (cfg_.correction == ClusterMassCorrection::Diagonal) {
+      b_.qsq.resize(block_, d_);
+      b_.gap.resize(block_, std::max(c_, touched_max));
+    }
+    if (w_ > 0) {
+      b_.in_window.assign(size_t(c_), 0);
+      b_.slot.assign(size_t(c_), -1);
+      b_.adjusted.resize(touched_max, d_);
+      b_.adjusted_beta.resize(touched_max, dv_);
+      b_.adjusted_scores.resize(block_, touched_max);
+      const Index largest = cl.largest();
+      b_.rest_keys.resize(largest, d_);
+      b_.rest_values.resize(largest, dv_);
+      b_.window_keys.resize(std::min(kKeyChunk, w_), d_);
+      b_.window_values.resize(std::min(kKeyChunk, w_), dv_);
+    }
+    if (cfg_.centre == ClusterCentre::AttendingQueries) b_.attending.resize(block_, c_);
+    if (cfg_.centre == ClusterCentre::KeyMean) {  // query-independent: once for all query heads
+      if (cfg_.summary == ClusterSummary::SingleSample)
+        b_.mu = cl.moments.mean;
+      else
+        b_.mu.setZero(c_, d_);
+      summarize();
+    }
+  }
+
+  /// q [Nq, D] -> out [Nq, Dv]; adds sum over queries of |E_n| to *exact_keys (if given).
+  void run(const ConstMatRef<T>& q, MatRef<T> out, double* exact_keys) {
+    if (cfg_.centre == ClusterCentre::TokenMean) token_mean_centres(q);
+    if (cfg_.centre == ClusterCentre::AttendingQueries) attending_query_centres(q);
+    if (cfg_.centre != ClusterCentre::KeyMean) summarize();
+    // With one block, the centres' pass left its scores and selection in place: reuse them.
+    const bool scored = cfg_.centre == ClusterCentre::AttendingQueries && q.rows() <= block_;
+    double exact = 0;
+    for (Index i0 = 0; i0 < q.rows(); i0 += block_)
+      run_block(q, i0, std::min(block_, q.rows() - i0), out, exact, scored);
+    if (exact_keys != nullptr) *exact_keys += exact;
+  }
+
+ private:
+  // ---- centres and summaries (docs/spec/eva.md §10.5) ----
+  // b_.mu holds the vector the summary weights use: the proposal centre mu_c (SingleSample) or
+  // the representative query qhat_c (RepresentativeQuery).
+
+  void summarize() { summarize_clusters<T>(cl_, b_.mu, scale_, cfg_.summary, b_.beta_logits, b_.beta); }
+
+  /// qbar_c, the mean query of the cluster's tokens (Nq = Nk); mu_c = (qbar_c + kbar_c) / 2.
+  void token_mean_centres(const ConstMatRef<T>& q) {
+    b_.mu.setZero(c_, d_);
+    for (Index c = 0; c < c_; ++c) {
+      for (Index j = cl_.first(c); j < cl_.first(c + 1); ++j)
+        b_.mu.row(c) += q.row(cl_.token[size_t(j)]);
+      b_.mu.row(c) /= static_cast<T>(cl_.size(c));
+      if (cfg_.summary == ClusterSummary::SingleSample)
+        b_.mu.row(c) = T(0.5) * (b_.mu.row(c) + cl_.moments.mean.row(c));
+    }
+  }
+
+  /// qtilde_c = sum_n a_nc q_n / sum_n a_nc, a_nc the estimated attention share of cluster c for
+  /// query n, 0 where c is selected (one pass of scores); mu_c = qtilde_c + kbar_c.
+  void attending_query_centres(const ConstMatRef<T>& q) {
+    b_.centre_num.setZero(c_, d_);
+    b_.centre_den.setZero(c_);
+    for (Index i0 = 0; i0 < q.rows(); i0 += block_) {
+      const Index b = std::min(block_, q.rows() - i0);
+      score_and_select(q, i0, b);
+      auto a = b_.attending.topRows(b);
+      a = b_.scores.topRows(b);
+      for (Index i = 0; i < b; ++i) {
+        const SoftmaxRow<T> row = softmax_numerators(a.row(i));
+        a.row(i) *= row.inverse_sum();
+        for (Index t = 0; t < r_; ++t) a(i, selected(i, t)) = 0;
+      }
+      b_.centre_den += a.colwise().sum().transpose();
+      b_.centre_num.noalias() += a.transpose() * q.middleRows(i0, b);
+    }
+    if (cfg_.summary == ClusterSummary::SingleSample)
+      b_.mu = cl_.moments.mean;
+    else
+      b_.mu.setZero(c_, d_);
+    for (Index c = 0; c < c_; ++c)
+      if (b_.centre_den[c] > 0) b_.mu.row(c) += b_.centre_num.row(c) / b_.centre_den[c];
+  }
+
+  // ---- scores and selection (§10.3, §10.4) ----
+
+  /// qs [b, D] (scaled queries) -> out [b, m]: the estimated log-masses of the clusters whose
+  /// moments are rows [0, m) of `mo`.
+  template <class Queries, class Out>
+  void score(const Queries& qs, const ClusterMoments<T>& mo, Index m, Out&& out) {
+    const Index b = qs.rows();
+    out.noalias() = qs * mo.mean.topRows(m).transpose();
+    out.rowwise() += mo.log_count.head(m).transpose();
+    if (cfg_.correction == ClusterMassCorrection::None) return;
+    // The Gaussian gap, capped by the Cauchy-Schwarz bound s|q| rho_c (spec §10.3).
+    const auto radius = mo.radius.head(m).transpose().array();
+    if (cfg_.correction == ClusterMassCorrection::Isotropic) {
+      const auto mean_var = mo.mean_var.head(m).transpose().array();
+      for (Index i = 0; i < b; ++i) {
+        const T q2 = qs.row(i).squaredNorm();
+        out.row(i).array() += (T(0.5) * q2 * mean_var).min(std::sqrt(q2) * radius);
+      }
+      return;
+    }
+    auto qsq = b_.qsq.topRows(b);
+    qsq = qs.array().square().matrix();
+    auto gap = b_.gap.topLeftCorner(b, m);
+    gap.noalias() = qsq * mo.var.topRows(m).transpose();
+    for (Index i = 0; i < b; ++i)
+      out.row(i).array() +=
+          (T(0.5) * gap.row(i).array()).min(std::sqrt(qsq.row(i).sum()) * radius);
+  }
+
+  /// Scores of queries [i0, i0 + b) into b_.scores (b_.qs holds s q) and the top-r clusters of each
+  /// row into b_.selected (ties: the lower index; NaN ranks last).
+  void score_and_select(const ConstMatRef<T>& q, Index i0, Index b) {
+    b_.qs.topRows(b) = scale_ * q.middleRows(i0, b);
+    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topRows(b));
+    if (r_ == 0) return;
+    // Top r by insertion into a sorted list of r (r is small; one compare per cluster typically).
+    // Order: larger score first, ties to the lower index; NaN ranks below everything.
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    for (Index i = 0; i < b; ++i) {
+      Index* top = &b_.selected[size_t(i * r_)];
+      T* top_score = b_.top_scores.data();
+      Index filled = 0;
+      for (Index c = 0; c < c_; ++c) {
+        T x = b_.scores(i, c);
+        if (std::isnan(x)) x = neg_inf;
+        if (filled == r_ && !(x > top_score[r_ - 1])) continue;  // (equal: the lower index stays)
+        Index pos = filled == r_ ? r_ - 1 : filled++;
+        for (; pos > 0 && x > top_score[pos - 1]; --pos) {
+          top[pos] = top[pos - 1];
+          top_score[pos] = top_score[pos - 1];
+        }
+        top[pos] = c;
+        top_score[pos] = x;
+      }
+    }
+  }
+
+  Index selected(Index i, Index t) const { return b_.selected[size_t(i * r_ + t)]; }
+
+  // ---- one block of queries ----
+
+  void run_block(const ConstMatRef<T>& q, Index i0, Index b, MatRef<T>& out, double& exact,
+                 bool scored) {
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    if (!scored) score_and_select(q, i0, b);
+    b_.state.reset(b, dv_);
+    if (w_ == 0) {
+      auto logits = b_.scores.topRows(b);  // the summary entries: every cluster not selected
+      for (Index i = 0; i < b; ++i) {
+        for (Index t = 0; t < r_; ++t) {
+          logits(i, selected(i, t)) = neg_inf;
+          exact += double(cl_.size(selected(i, t)));
+        }
+        b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
+      }
+      b_.partial.topRows(b).noalias() = logits * b_.beta;
+      for (Index i = 0; i < b; ++i) b_.state.merge(i, b_.parts[size_t(i)], b_.partial.row(i));
+    } else {
+      for (Index w0 = 0; w0 < b; w0 += w_)
+        run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
+    }
+    run_exact_clusters(i0, b);
+    for (Index i = 0; i < b; ++i) b_.state.finish(i, out.row(i0 + i));
+  }
+
+  /// The summaries and the window of the queries [t0, t0 + m) (block rows [r0, r0 + m)), whose
+  /// window is the keys [t0, t0 + W) ∩ [0, Nk): clusters meeting the window are summarized over
+  /// their keys outside it (spec §10.4).
+  void run_window(Index t0, Index m, Index r0, double& exact) {
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    const Index nk = k_.rows();
+    const Index a = std::min(t0, nk), e = std::min(t0 + w_, nk);
+    // 1. The clusters meeting the window, in index order, and their keys inside it.
+    b_.touched.clear();
+    Index visible = 0;
+    for (Index j = a; j < e; ++j) {
+      const Index c = cl_.cluster_of[size_t(j)];
+      if (c < 0) continue;
+      ++visible;
+      if (b_.in_window[size_t(c)]++ == 0) b_.touched.push_back(c);
+    }
+    std::sort(b_.touched.begin(), b_.touched.end());
+    const Index nt = Index(b_.touched.size());
+    // 2. Their moments and summaries over the keys outside the window.
+    for (Index t = 0; t < nt; ++t) {
+      const Index c = b_.touched[size_t(t)];
+      b_.slot[size_t(c)] = t;
+      Index rest = 0;
+      for (Index j = cl_.first(c); j < cl_.first(c + 1); ++j) {
+        const Index token = cl_.token[size_t(j)];
+        if (token >= a && token < e) continue;
+        b_.rest_keys.row(rest) = cl_.keys.row(j);
+        b_.rest_values.row(rest) = cl_.values.row(j);
+        ++rest;
+      }
+      if (rest == 0) {  // entirely inside the window: no summary entry
+        b_.adjusted.log_count[t] = neg_inf;
+        b_.adjusted.mean.row(t).setZero();
+        b_.adjusted.var.row(t).setZero();
+        b_.adjusted.mean_var[t] = 0;
+        b_.adjusted.radius[t] = 0;
+        b_.adjusted_beta.row(t).setZero();
+        continue;
+      }
+      compute_moments<T>(b_.rest_keys.topRows(rest), b_.adjusted, t);
+      summarize_values<T>(b_.rest_keys.topRows(rest), b_.rest_values.topRows(rest), b_.mu.row(c),
+                          scale_, cfg_.summary, b_.beta_logits, b_.adjusted_beta.row(t));
+    }
+    // 3. Summary logits [m, C + nt]: whole clusters, then the adjusted ones; the selected and the
+    // replaced entries masked.
+    auto logits = b_.logits.topLeftCorner(m, c_ + nt);
+    if (nt > 0) {
+      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(m, nt));
+      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(m, nt);
+      for (Index t = 0; t < nt; ++t)
+        if (b_.adjusted.log_count[t] == neg_inf) logits.col(c_ + t).setConstant(neg_inf);
+    }
+    logits.leftCols(c_) = b_.scores.middleRows(r0, m);
+    for (Index c : b_.touched) logits.col(c).setConstant(neg_inf);
+    for (Index i = 0; i < m; ++i) {
+      Index exact_row = visible;
+      for (Index t = 0; t < r_; ++t) {
+        const Index c = selected(r0 + i, t);
+        logits(i, c) = neg_inf;
+        exact_row += cl_.size(c);
+        if (b_.slot[size_t(c)] >= 0) {
+          logits(i, c_ + b_.slot[size_t(c)]) = neg_inf;
+          exact_row -= b_.in_window[size_t(c)];
+        }
+      }
+      exact += double(exact_row);
+      b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
+    }
+    auto partial = b_.partial.topRows(m);
+    partial.noalias() = logits.leftCols(c_) * b_.beta;
+    if (nt > 0) partial.noalias() += logits.rightCols(nt) * b_.adjusted_beta.topRows(nt);
+    for (Index i = 0; i < m; ++i) b_.state.merge(r0 + i, b_.parts[size_t(i)], partial.row(i));
+    for (Index c : b_.touched) {
+      b_.in_window[size_t(c)] = 0;
+      b_.slot[size_t(c)] = -1;
+    }
+    // 4. The window's keys, exactly (padded ones masked, and zeroed so that non-finite padded
+    // values cannot leak through 0 * inf).
+    for (Index j0 = a; j0 < e; j0 += kKeyChunk) {
+      const Index len = std::min(kKeyChunk, e - j0);
+      bool any_padded = false;
+      for (Index j = j0; j < j0 + len; ++j) any_padded = any_padded || is_padded(j);
+      if (any_padded) {
+        for (Index j = 0; j < len; ++j) {
+          if (is_padded(j0 + j)) {
+            b_.window_keys.row(j).setZero();
+            b_.window_values.row(j).setZero();
+          } else {
+            b_.window_keys.row(j) = k_.row(j0 + j);
+            b_.window_values.row(j) = v_.row(j0 + j);
+          }
+        }
+      }
+      const ConstMatRef<T> keys = any_padded ? ConstMatRef<T>(b_.window_keys.topRows(len))
+                                             : ConstMatRef<T>(k_.middleRows(j0, len));
+      const ConstMatRef<T> values = any_padded ? ConstMatRef<T>(b_.window_values.topRows(len))
+                                               : ConstMatRef<T>(v_.middleRows(j0, len));
+      auto tile = b_.logits.topLeftCorner(m, len);
+      tile.noalias() = b_.qs.middleRows(r0, m) * keys.transpose();
+      if (any_padded)
+        for (Index j = 0; j < len; ++j)
+          if (is_padded(j0 + j)) tile.col(j).setConstant(neg_inf);
+      for (Index i = 0; i < m; ++i) b_.parts[size_t(i)] = softmax_numerators(tile.row(i));
+      partial.noalias() = tile * values;
+      for (Index i = 0; i < m; ++i) b_.state.merge(r0 + i, b_.parts[size_t(i)], partial.row(i));
+    }
+  }
+
+  /// The selected clusters: per cluster, the block's queries that selected it, gathered, against
+  /// the cluster's keys as small GEMMs (keys of a query's window masked: they are in its window
+  /// part already).
+  void run_exact_clusters(Index i0, Index b) {
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    if (r_ == 0) return;
+    std::fill(b_.group_begin.begin(), b_.group_begin.end(), 0);
+    for (Index i = 0; i < b; ++i)
+      for (Index t = 0; t < r_; ++t) ++b_.group_begin[size_t(selected(i, t) + 1)];
+    for (Index c = 0; c < c_; ++c) b_.group_begin[size_t(c + 1)] += b_.group_begin[size_t(c)];
+    b_.next.assign(b_.group_begin.begin(), b_.group_begin.end() - 1);
+    for (Index i = 0; i < b; ++i)
+      for (Index t = 0; t < r_; ++t) b_.group_rows[size_t(b_.next[size_t(selected(i, t))]++)] = i;
+    for (Index c = 0; c < c_; ++c) {
+      const Index g0 = b_.group_begin[size_t(c)], g = b_.group_begin[size_t(c + 1)] - g0;
+      if (g == 0) continue;
+      auto qg = b_.qg.topRows(g);
+      for (Index i = 0; i < g; ++i) qg.row(i) = b_.qs.row(b_.group_rows[size_t(g0 + i)]);
+      for (Index j0 = 0; j0 < cl_.size(c); j0 += kKeyChunk) {
+        const Index len = std::min(kKeyChunk, cl_.size(c) - j0), first = cl_.first(c) + j0;
+        const auto keys = cl_.keys.middleRows(first, len);
+        const auto values = cl_.values.middleRows(first, len);
+        for (Index t0 = 0; t0 < g; t0 += kRowTile) {  // row tiles bound the logits buffer
+          const Index rows = std::min(kRowTile, g - t0);
+          const Index* row_of = &b_.group_rows[size_t(g0 + t0)];
+          auto tile = b_.logits.topLeftCorner(rows, len);
+          tile.noalias() = qg.middleRows(t0, rows) * keys.transpose();
+          if (w_ > 0) {
+            for (Index i = 0; i < rows; ++i) {
+              const Index a = (i0 + row_of[i]) / w_ * w_, e = a + w_;
+              for (Index j = 0; j < len; ++j) {
+                const Index key = cl_.token[size_t(first + j)];
+                if (key >= a && key < e) tile(i, j) = neg_inf;
+              }
+            }
+          }
+          for (Index i = 0; i < rows; ++i) b_.parts[size_t(i)] = softmax_numerators(tile.row(i));
+          auto partial = b_.partial.topRows(rows);
+          partial.noalias() = tile * values;
+          for (Index i = 0; i < rows; ++i) b_.state.merge(row_of[i], b_.parts[size_t(i)], partial.row(i));
+        }
+      }
+    }
+  }
+
+  bool is_padded(Index j) const { return pad_.size() != 0 && pad_[j]; }
+
+  const ClusteredEvaConfig& cfg_;
+  const KeyClusters<T>& cl_;
+  const ConstMatRef<T>& k_;
+  const ConstMatRef<T>& v_;
+  const KeyMask& pad_;
+  T scale_;
+  ClusteredEvaBuffers<T>& b_;
+  Index c_, r_, w_, d_, dv_, block_ = 0;
+};
+
+}  // namespace fastattn::detail
