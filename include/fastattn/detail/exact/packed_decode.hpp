@@ -80,8 +80,8 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
   const Packet shift = pset1<Packet>(row_max);
   Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
   for (Index j = 0; j < panels * C; j += C) {
-    const Packet e0 = pexp2_nonpositive<T>(psub(pload<Packet>(scores + j), shift));
-    const Packet e1 = pexp2_nonpositive<T>(psub(pload<Packet>(scores + j + L), shift));
+    const Packet e0 = pexp2<T>(psub(pload<Packet>(scores + j), shift));
+    const Packet e1 = pexp2<T>(psub(pload<Packet>(scores + j + L), shift));
     pstore(scores + j, e0);
     pstore(scores + j + L, e1);
     sum0 = padd(sum0, e0);

@@ -5,11 +5,11 @@
 /// (docs/exact_kernel.md). Never materializes Nq x Nk.
 ///
 /// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp); for each query block of Br rows
-/// (scaled queries packed per group of R rows, output accumulator [Br, Dv]): for each key block
-/// of Bc keys: for each group of R rows: score tiles for the key panels the group can see (row
-/// max fused), masks and biases where a panel needs them, the exp / row-sum pass on the tile
-/// while it is in L1, then the value tiles. Causal attention computes only the panels a group can
-/// see and masks only the panels that straddle its diagonal.
+/// (queries scaled by s log2(e) and packed per group of R rows; output accumulator [Br, Dv]): for
+/// each key block of Bc keys: for each group of R rows: score tiles for the key panels the group
+/// can see, turned into weights 2^(x - reference) while still in registers; masks and biases
+/// where a panel needs them; then the value tiles. Causal attention computes only the panels a
+/// group can see and masks only the panels on its diagonal.
 
 #include <algorithm>
 #include <cmath>
@@ -34,9 +34,9 @@ namespace fastattn::detail {
 ///  - block_k (Bc): keys per block, rounded up to whole key panels. The block's keys and values
 ///    (2 Bc D elements, 128 KiB at Bc = 256, D = 64 in float; 256 KiB at D = 128) stay in L2
 ///    (1 MiB per core on the machines measured, 512 KiB to 2 MiB on current x86 and Arm cores)
-///    while every group of the query block passes over them; the score/probability tile of one
-///    group (R x Bc elements, 8 KiB) stays in L1. Larger Bc only amortizes the per-block
-///    rescaling, which is already below 1% at 256.
+///    while every group of the query block passes over them; the weight tile of one group
+///    (R x Bc elements, 8 KiB) stays in L1. Larger Bc only amortizes the per-block work
+///    (starting and closing the online softmax of a group, the rescale of its accumulator).
 /// Cache sizes cannot be queried portably at compile time, so these are fixed constants chosen
 /// for L1 >= 32 KiB and L2 >= 512 KiB, and measured (bench/bench_kernels.cpp).
 struct PackedBlocking {
@@ -48,19 +48,18 @@ struct PackedBlocking {
 template <class T>
 struct PackedWorkspace {
   using Tile = RegisterTile<T>;
-  Vector<T> queries;  // [groups][D][R]   scaled queries of one block, transposed per group
-  Vector<T> acc;      // [groups * R][value_stride]  running sum of p v
-  Vector<T> row_max, row_sum, alpha;  // [groups * R]
-  Vector<T> tile;     // [block panels][R][C]  scores, then probabilities, of one group
+  Vector<T> queries;           // [groups][D][R]  scaled queries of one block, transposed per group
+  Vector<T> acc;               // [groups * R][value_stride]  running sum of p v
+  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference m (base 2) and sum l
+  Vector<T> tile;              // [block panels][R][C]  scores, then weights, of one group
 
   /// Sizes the buffers for a call (they only grow).
   void reserve(Index groups, Index dim, Index value_stride, Index block_panels) {
     const Index rows = groups * Tile::kRows;
     grow(queries, rows * dim);
     grow(acc, rows * value_stride);
-    grow(row_max, rows);
+    grow(row_ref, rows);
     grow(row_sum, rows);
-    grow(alpha, rows);
     grow(tile, block_panels * Tile::kRows * Tile::kCols);
   }
 
@@ -93,11 +92,11 @@ namespace packed_detail {
 
 /// Adds the full bias and ALiBi, and masks keys past the causal limit or past Nk, in one score
 /// panel s [R][C] (base-2 logits) of a group whose first row is query i0 (rows of them present)
-/// and whose first key is j0; then folds each row's max into row_max. `bias` is the [Nq, Nk]
-/// bias (natural units) or null; `alibi` is the ALiBi slope times log2(e).
+/// and whose first key is j0. `bias` is the [Nq, Nk] bias (natural units) or null; `alibi` is
+/// the ALiBi slope times log2(e).
 template <class T>
 void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bool causal,
-                   const ConstMatRef<T>* bias, T alibi, typename RegisterTile<T>::Packet* row_max) {
+                   const ConstMatRef<T>* bias, T alibi) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
@@ -106,7 +105,6 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
   if (j0 + C > nk) {  // the last panel: per element, never reading the bias past Nk
     for (int r = 0; r < rows; ++r) {
       const Index i = i0 + r;
-      T m = neg_inf;
       for (int c = 0; c < C; ++c) {
         const Index j = j0 + c;
         T& x = s[r * C + c];
@@ -116,16 +114,13 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
           if (bias) x += kLog2e<T> * (*bias)(i, j);
           if (alibi != 0) x -= alibi * static_cast<T>(std::abs(i + delta - j));
         }
-        m = std::max(m, x);
       }
-      row_max[r] = pmax(row_max[r], pset1<Packet>(m));
     }
     return;
   }
   const Packet iota = plset<Packet>(T(0));
   for (int r = 0; r < rows; ++r) {
     const Index i = i0 + r;
-    Packet m = pset1<Packet>(neg_inf);
     for (int p = 0; p < Tile::kPackets; ++p) {
       const Index jp = j0 + p * L;  // first key of this packet
       Packet x = pload<Packet>(s + r * C + p * L);
@@ -142,69 +137,78 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
                     pset1<Packet>(neg_inf));
       }
       pstore(s + r * C + p * L, x);
-      m = pmax(m, x);
     }
-    row_max[r] = pmax(row_max[r], m);
   }
 }
 
-/// The softmax pass of one group's tile (`panels` panels [R][C], base-2 logits): for each
-/// present row, the new running max, alpha = 2^(m_old - m_new), P = 2^(S - m_new) in place, and
-/// the running sum.
-/// Rows with nothing visible yet keep m = -inf, l = 0 and get P = 0; absent rows get P = 0.
+/// The online-softmax reference of each row of one group, for one key block.
 template <class T>
-void softmax_tile(T* tile, Index panels, int rows, const typename RegisterTile<T>::Packet* row_max,
-                  T* m, T* l, T* alpha) {
+struct GroupReference {
+  static constexpr int R = RegisterTile<T>::kRows;
+  T ref[R];  // the rows' references m (base 2; -inf while nothing is visible)
+
+  /// Starts a key block: references from the running m, sums 0. Absent rows (r >= rows) get
+  /// shift = limit = +inf, so their weights are 0 and they never ask for a rescale.
+  void start(const T* m, int rows, GroupSoftmax<T>& sm) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    for (int r = 0; r < R; ++r) {
+      ref[r] = r < rows ? m[r] : inf;
+      set(r, sm);
+      sm.sum[r] = Eigen::internal::pset1<typename GroupSoftmax<T>::Packet>(T(0));
+    }
+  }
+  void set(int r, GroupSoftmax<T>& sm) const {
+    const bool seen = ref[r] != -std::numeric_limits<T>::infinity();
+    sm.shift[r] = seen ? ref[r] : T(0);  // 2^(-inf - 0) = 0 while nothing is visible
+    sm.limit[r] = seen ? ref[r] + GroupSoftmax<T>::kHeadroom : std::numeric_limits<T>::lowest();
+  }
+};
+
+/// Turns panel p of a group's tile (raw scores) into weights: first, for each row with a score
+/// above its limit, raises the reference to the row's max there and rescales the weights of the
+/// panels before p and the running sum by 2^(old - new); then 2^(x - shift) as in score_tiles.
+template <class T>
+void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
   constexpr int R = Tile::kRows, C = Tile::kCols, L = Tile::kLanes;
-  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   for (int r = 0; r < R; ++r) {
-    const T block_max = r < rows ? predux_max(row_max[r]) : neg_inf;
-    const T m_new = r < rows ? std::max(m[r], block_max) : neg_inf;
-    if (m_new == neg_inf) {  // nothing visible (or an absent row): P row = 0
-      for (Index p = 0; p < panels; ++p)
-        for (int c = 0; c < C; c += L) pstore(tile + (p * R + r) * C + c, pset1<Packet>(T(0)));
-      if (r < rows) alpha[r] = T(1);
-      continue;
+    T* row = tile + (p * R + r) * C;
+    Packet mx = pload<Packet>(row);
+    for (int c = L; c < C; c += L) mx = pmax(mx, pload<Packet>(row + c));
+    const T row_max = predux_max(mx);
+    if (row_max > sm.limit[r]) {
+      const T factor = std::exp2(gr.ref[r] - row_max);  // 0 when the reference was -inf
+      const Packet f = pset1<Packet>(factor);
+      for (Index q = 0; q < p; ++q)
+        for (int c = 0; c < C; c += L) {
+          T* w = tile + (q * R + r) * C + c;
+          pstore(w, pmul(f, pload<Packet>(w)));
+        }
+      sm.sum[r] = pmul(f, sm.sum[r]);
+      gr.ref[r] = row_max;
+      gr.set(r, sm);
     }
-    alpha[r] = m[r] == m_new ? T(1) : std::exp2(m[r] - m_new);  // 2^-inf = 0
-    const Packet shift = pset1<Packet>(m_new);
-    Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
-    for (Index p = 0; p < panels; ++p) {
-      T* row = tile + (p * R + r) * C;
-      for (int c = 0; c < C; c += 2 * L) {  // C = 2 packets
-        const Packet e0 = pexp2_nonpositive<T>(psub(pload<Packet>(row + c), shift));
-        const Packet e1 = pexp2_nonpositive<T>(psub(pload<Packet>(row + c + L), shift));
-        pstore(row + c, e0);
-        pstore(row + c + L, e1);
-        sum0 = padd(sum0, e0);
-        sum1 = padd(sum1, e1);
-      }
+    const Packet shift = pset1<Packet>(sm.shift[r]);
+    for (int c = 0; c < C; c += L) {
+      const Packet e = pexp2<T>(psub(pload<Packet>(row + c), shift));
+      pstore(row + c, e);
+      sm.sum[r] = padd(sm.sum[r], e);
     }
-    l[r] = alpha[r] * l[r] + predux(padd(sum0, sum1));
-    m[r] = m_new;
   }
 }
 
-/// Dispatches score_tiles on (add a key row, fuse the max).
+/// score_tiles with the template flags from run-time values.
 template <class T>
-void score_panels(bool add_row, bool fuse_max, const T* qp, const T* kp, Index depth,
-                  Index panels, const T* key_add, T* s,
-                  typename RegisterTile<T>::Packet* row_max) {
-  if (panels <= 0) return;
-  if (add_row) {
-    if (fuse_max)
-      score_tiles<T, true, true>(qp, kp, depth, panels, key_add, s, row_max);
-    else
-      score_tiles<T, true, false>(qp, kp, depth, panels, key_add, s, row_max);
-  } else {
-    if (fuse_max)
-      score_tiles<T, false, true>(qp, kp, depth, panels, key_add, s, row_max);
-    else
-      score_tiles<T, false, false>(qp, kp, depth, panels, key_add, s, row_max);
-  }
+Index score_panels(bool add_row, bool exp, const T* qp, const T* kp, Index depth, Index panels,
+                   const T* key_add, T* s, GroupSoftmax<T>& sm) {
+  if (panels <= 0) return 0;
+  if (add_row)
+    return exp ? score_tiles<T, true, true>(qp, kp, depth, panels, key_add, s, sm)
+               : score_tiles<T, true, false>(qp, kp, depth, panels, key_add, s, sm);
+  return exp ? score_tiles<T, false, true>(qp, kp, depth, panels, key_add, s, sm)
+             : score_tiles<T, false, false>(qp, kp, depth, panels, key_add, s, sm);
 }
 
 }  // namespace packed_detail
@@ -218,8 +222,7 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
                             const AttentionOptions& opt, const ConstMatRef<T>* bias, VecRef<T>& lse,
                             PackedBlocking blocking, PackedWorkspace<T>& ws) {
   using Tile = RegisterTile<T>;
-  using Packet = typename Tile::Packet;
-  constexpr int R = Tile::kRows, C = Tile::kCols, L = Tile::kLanes;
+  constexpr int R = Tile::kRows, C = Tile::kCols;
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   const Index nq = q.rows(), nk = kv.size, d = kv.dim, dv = kv.value_dim;
   const Index ldv = kv.value_stride, delta = nk - nq;
@@ -227,13 +230,13 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
   const T scale = static_cast<T>(resolve_scale(opt, d) * kLog2e<double>);
   const T alibi = static_cast<T>(opt.alibi_slope * kLog2e<double>);
   const bool causal = opt.causal;
-  const bool needs_finish = bias != nullptr || alibi != 0;  // every panel
+  const bool finish_all = bias != nullptr || alibi != 0;  // every panel needs finish_scores
 
   const Index br = std::clamp<Index>(blocking.block_q, 1, std::max<Index>(nq, 1));
   const Index block_panels = std::max<Index>(1, key_panels<T>(blocking.block_k));
-  const Index max_groups = (br + R - 1) / R;
-  ws.reserve(max_groups, d, ldv, block_panels);
-  Packet row_max[R];
+  ws.reserve((br + R - 1) / R, d, ldv, block_panels);
+  GroupSoftmax<T> sm;
+  packed_detail::GroupReference<T> gr;
 
   for (Index r0 = 0; r0 < nq; r0 += br) {
     const Index rows = std::min(br, nq - r0);
@@ -252,7 +255,7 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
       }
     }
     ws.acc.head(groups * R * ldv).setZero();
-    ws.row_max.head(groups * R).setConstant(neg_inf);
+    ws.row_ref.head(groups * R).setConstant(neg_inf);
     ws.row_sum.head(groups * R).setZero();
 
     // Keys any row of this block may see: all, or (causal) those with j <= r0 + rows - 1 + delta.
@@ -266,38 +269,46 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
         const Index limit = causal ? std::clamp<Index>(i0 + grows + delta, 0, key_end) : key_end;
         const Index panels = std::min(block_panels, key_panels<T>(limit) - pb);
         if (panels <= 0) continue;
-        const T* qp = ws.queries.data() + g * d * R;
-        T* tile = ws.tile.data();
-        for (int r = 0; r < R; ++r) row_max[r] = Eigen::internal::pset1<Packet>(neg_inf);
-        // Panels [0, clean) need no mask or bias beyond the key row: their max is fused. The
-        // rest (the last panel, panels on the group's causal diagonal, or all of them with a
-        // full bias or ALiBi) are finished one by one.
+        // Panels [0, clean) need nothing beyond the key row: scores and weights in one pass.
+        // The rest (the panel holding key Nk, the panels on the group's causal diagonal, or all
+        // of them with a full bias or ALiBi) are scored, finished, then turned into weights.
         Index clean = panels;
-        if (needs_finish) {
+        if (finish_all) {
           clean = 0;
         } else {
-          const Index first_tail = nk / C;  // the panel holding key Nk, if Nk % C != 0
-          clean = std::min(clean, first_tail - pb);
-          if (causal) {  // the first panel with a key past row i0's limit i0 + delta
-            const Index first_diagonal = std::max<Index>(i0 + delta + 1, 0) / C;
-            clean = std::min(clean, first_diagonal - pb);
-          }
+          clean = std::min(clean, nk / C - pb);
+          if (causal)  // the first panel with a key past row i0's limit i0 + delta
+            clean = std::min(clean, std::max<Index>(i0 + delta + 1, 0) / C - pb);
           clean = std::max<Index>(clean, 0);
         }
+        T* m = ws.row_ref.data() + g * R;
+        T* l = ws.row_sum.data() + g * R;
+        gr.start(m, grows, sm);
+        const T* qp = ws.queries.data() + g * d * R;
         const T* kp = kv.keys + pb * d * C;
         const T* add = kv.key_add ? kv.key_add + pb * C : nullptr;
-        const bool add_row = add != nullptr;
-        packed_detail::score_panels<T>(add_row, true, qp, kp, d, clean, add, tile, row_max);
-        packed_detail::score_panels<T>(add_row, false, qp, kp + clean * d * C, d, panels - clean,
-                                       add ? add + clean * C : nullptr, tile + clean * R * C,
-                                       row_max);
-        for (Index p = clean; p < panels; ++p)
+        T* tile = ws.tile.data();
+        for (Index done = 0; done < clean;) {
+          done += packed_detail::score_panels<T>(add != nullptr, true, qp, kp + done * d * C, d,
+                                                 clean - done, add ? add + done * C : nullptr,
+                                                 tile + done * R * C, sm);
+          if (done < clean) packed_detail::exp_panel<T>(tile, done++, sm, gr);  // rescale
+        }
+        packed_detail::score_panels<T>(add != nullptr, false, qp, kp + clean * d * C, d,
+                                       panels - clean, add ? add + clean * C : nullptr,
+                                       tile + clean * R * C, sm);
+        for (Index p = clean; p < panels; ++p) {
           packed_detail::finish_scores<T>(tile + p * R * C, grows, i0, (pb + p) * C, nk, delta,
-                                          causal, bias, alibi, row_max);
-        T* m = ws.row_max.data() + g * R;
-        T* l = ws.row_sum.data() + g * R;
-        T* alpha = ws.alpha.data() + g * R;
-        packed_detail::softmax_tile<T>(tile, panels, grows, row_max, m, l, alpha);
+                                          causal, bias, alibi);
+          packed_detail::exp_panel<T>(tile, p, sm, gr);
+        }
+        // Close the block: alpha = 2^(m_old - m_new) rescales what the rows had before.
+        T alpha[R];
+        for (int r = 0; r < grows; ++r) {
+          alpha[r] = m[r] == gr.ref[r] ? T(1) : std::exp2(m[r] - gr.ref[r]);  // 2^-inf = 0
+          l[r] = alpha[r] * l[r] + Eigen::internal::predux(sm.sum[r]);
+          m[r] = gr.ref[r];
+        }
         const T* v = kv.values + pb * C * ldv;
         T* o = ws.acc.data() + g * R * ldv;
         Index c = 0;
@@ -313,7 +324,8 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
       const T l = ws.row_sum[r];
       if (l > 0) {
         out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / l;
-        if (lse.size() != 0) lse[i] = (ws.row_max[r] + std::log2(l)) * T(0.693147180559945309417232121458176568);  // ln 2
+        if (lse.size() != 0)
+          lse[i] = (ws.row_ref[r] + std::log2(l)) * T(0.693147180559945309417232121458176568);
       } else {  // empty row (docs/spec/exact.md §4)
         out.row(i).setZero();
         if (lse.size() != 0) lse[i] = neg_inf;

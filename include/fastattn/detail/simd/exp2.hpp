@@ -1,7 +1,7 @@
 #pragma once
 /// @file detail/simd/exp2.hpp
-/// 2^x on Eigen packets for the softmax weights of the attention kernels: x <= 0, and exactly 0
-/// for x = -inf (a masked key must get weight exactly 0).
+/// 2^x on Eigen packets for the softmax weights of the attention kernels: x <= 127 (float) or
+/// 1023 (double), and exactly 0 for x = -inf (a masked key must get weight exactly 0).
 ///
 /// Why not Eigen's pexp: it computes e^x with a Cody-Waite range reduction and clamps its
 /// argument, so exp(-inf) is a denormal, not 0; and it is about twice the work of the 2^x below.
@@ -139,10 +139,10 @@ Packet shift_into_exponent(const Packet& t) {
 
 }  // namespace exp2_detail
 
-/// Element-wise 2^x for x <= 0 (slightly positive x from rounding is fine): exactly 0 for
+/// Element-wise 2^x for x <= 127 (float) or 1023 (double); exactly 0 for
 /// x <= Exp2Constants<T>::kLowest, in particular for x = -inf. One packet of T.
 template <class T>
-EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2_nonpositive(
+EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2(
     const typename Eigen::internal::packet_traits<T>::type& x) {
   using namespace Eigen::internal;
   using Packet = typename packet_traits<T>::type;

@@ -16,28 +16,42 @@
 
 #include <Eigen/Core>
 
+#include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
 
+/// The online-softmax bookkeeping of one query group within one key block, read and updated by
+/// score_tiles (docs/exact_kernel.md, "Softmax"). Weights are 2^(x - shift[r]) for base-2 logits
+/// x; a score above limit[r] (= the row's reference + kHeadroom) stops the fused pass, so the
+/// caller can raise the reference first and no weight exceeds 2^kHeadroom.
+template <class T>
+struct GroupSoftmax {
+  using Packet = typename RegisterTile<T>::Packet;
+  static constexpr int R = RegisterTile<T>::kRows;
+  /// Weights may exceed 1 by up to this factor (base-2 exponent) before a rescale.
+  static constexpr T kHeadroom = T(8);
+  Packet sum[R];  // running sums of this block's weights
+  T shift[R];     // the reference, or 0 while it is -inf (nothing visible yet)
+  T limit[R];     // reference + kHeadroom (the lowest finite T while the reference is -inf)
+};
+
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
-/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>). qp [depth][R] holds the
-/// group's scaled queries transposed; kp the panels, each [depth][C] (keys transposed); s the
-/// tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask and per-key bias)
-/// to every row. kFuseMax: folds each row's maximum into row_max [R] (packets), so the softmax
-/// needs no separate max pass.
-template <class T, bool kAddRow, bool kFuseMax>
-EIGEN_DONT_INLINE void score_tiles(const T* qp, const T* kp, Index depth, Index panels,
-                                   const T* add_row, T* s,
-                                   typename RegisterTile<T>::Packet* row_max) {
+/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), in base-2 logits. qp
+/// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
+/// transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask
+/// and per-key bias) to every row. kExp: turns the scores into weights 2^(x - shift) while they
+/// are in registers and adds them to sm.sum; stops at the first panel where a score exceeds its
+/// row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
+/// weights (`panels` unless it stopped; 0 without kExp).
+template <class T, bool kAddRow, bool kExp>
+EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index panels,
+                                    const T* add_row, T* s, GroupSoftmax<T>& sm) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
   constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
-  Packet m[R];
-  if constexpr (kFuseMax)
-    for (int r = 0; r < R; ++r) m[r] = row_max[r];
   for (Index panel = 0; panel < panels; ++panel, s += R * C) {
     Packet acc[R][P];
     for (int r = 0; r < R; ++r)
@@ -57,14 +71,36 @@ EIGEN_DONT_INLINE void score_tiles(const T* qp, const T* kp, Index depth, Index 
       for (int r = 0; r < R; ++r)
         for (int p = 0; p < P; ++p) acc[r][p] = padd(acc[r][p], b[p]);
     }
-    for (int r = 0; r < R; ++r) {
-      for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
-      if constexpr (kFuseMax)
-        for (int p = 0; p < P; ++p) m[r] = pmax(m[r], acc[r][p]);
+    if constexpr (kExp) {
+      // Any score above its row's limit? (limit is finite or +inf, so no inf - inf.)
+      Packet excess = psub(pmax(acc[0][0], acc[0][1]), pset1<Packet>(sm.limit[0]));
+      for (int r = 1; r < R; ++r) {
+        Packet m = acc[r][0];
+        for (int p = 1; p < P; ++p) m = pmax(m, acc[r][p]);
+        excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
+      }
+      const Packet over = pcmp_lt(pset1<Packet>(T(0)), excess);
+      if (predux_any(over)) {  // rare: the caller raises the reference first
+        for (int r = 0; r < R; ++r)
+          for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
+        return panel;
+      }
+      for (int r = 0; r < R; ++r) {
+        const Packet shift = pset1<Packet>(sm.shift[r]);
+        Packet sum = sm.sum[r];
+        for (int p = 0; p < P; ++p) {
+          const Packet e = pexp2<T>(psub(acc[r][p], shift));
+          pstore(s + r * C + p * L, e);
+          sum = padd(sum, e);
+        }
+        sm.sum[r] = sum;
+      }
+    } else {
+      for (int r = 0; r < R; ++r)
+        for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
     }
   }
-  if constexpr (kFuseMax)
-    for (int r = 0; r < R; ++r) row_max[r] = m[r];
+  return kExp ? panels : 0;
 }
 
 /// o [rows, W L] (row stride ldo, W = kWidth packets of L lanes) = diag(alpha) o + sum over
