@@ -32,39 +32,6 @@ struct ShiftedExp {
   }
 };
 
-/// In place over x[0, n): x_j <- exp(x_j - shift) (exactly 0 where x_j = -inf); returns the sum of
-/// the new values. One pass instead of an exp pass plus a sum pass: the softmax's hot loop.
-template <class T>
-T exp_shifted_inplace_sum(T* x, Index n, T shift) {
-  const ShiftedExp<T> f{shift};
-  Index j = 0;
-  T total = 0;
-#ifndef EIGEN_DONT_VECTORIZE
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  // packet_traits<T>::size, not unpacket_traits<Packet>: instantiating a template on a vector type
-  // makes GCC warn (-Wignored-attributes) in users' builds.
-  constexpr Index lanes = Eigen::internal::packet_traits<T>::size;
-  if constexpr (lanes > 1 && Eigen::internal::packet_traits<T>::HasExp) {
-    using namespace Eigen::internal;
-    Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;  // two accumulators hide the add latency
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {
-      const Packet p0 = f.packetOp(ploadu<Packet>(x + j));
-      const Packet p1 = f.packetOp(ploadu<Packet>(x + j + lanes));
-      pstoreu(x + j, p0);
-      pstoreu(x + j + lanes, p1);
-      sum0 = padd(sum0, p0);
-      sum1 = padd(sum1, p1);
-    }
-    total = predux(padd(sum0, sum1));
-  }
-#endif
-  for (; j < n; ++j) {
-    x[j] = f(x[j]);
-    total += x[j];
-  }
-  return total;
-}
-
 /// The number of columns rounded up to whole packets of T (for row strides of small states).
 template <class T>
 constexpr Index packet_padded(Index cols) {

@@ -20,7 +20,7 @@ namespace fastattn::detail {
 /// Caller-owned buffers of exact_packed_decode, so a step does not allocate.
 template <class T>
 struct DecodeWorkspace {
-  Vector<T> query;   // [D]  the query scaled by s log2(e)
+  Vector<T> query;   // [D]  the query scaled by s
   Vector<T> scores;  // [capacity, whole panels]  scores, then weights
   Vector<T> out;     // [value_stride]
 
@@ -46,20 +46,18 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   const Index nk = kv.size, panels = key_panels<T>(nk);
   T* scores = ws.scores.data();
-  // Base-2 logits, as in the forward kernel: a weight is 2^(x - m).
-  const T scale2 = static_cast<T>(scale * kLog2e<double>);
-  const T alibi2 = static_cast<T>(alibi * kLog2e<double>);
-  for (Index dd = 0; dd < kv.dim; ++dd) ws.query[dd] = scale2 * q[dd];
+  const T s = static_cast<T>(scale), slope = static_cast<T>(alibi);
+  for (Index dd = 0; dd < kv.dim; ++dd) ws.query[dd] = s * q[dd];
   score_row<T>(ws.query.data(), kv.keys, kv.dim, panels, kv.key_add, scores);
 
   // ALiBi (-slope (Nk - 1 - j)), the mask of the slots past Nk, and the max.
   const Index full = nk / L * L;
   Packet mx = pset1<Packet>(neg_inf);
-  if (alibi2 != 0) {
-    const Packet slope = pset1<Packet>(alibi2), iota = plset<Packet>(T(0));
+  if (slope != 0) {
+    const Packet pslope = pset1<Packet>(slope), iota = plset<Packet>(T(0));
     for (Index j = 0; j < full; j += L) {
       const Packet distance = psub(pset1<Packet>(static_cast<T>(nk - 1 - j)), iota);
-      const Packet x = psub(pload<Packet>(scores + j), pmul(slope, distance));
+      const Packet x = psub(pload<Packet>(scores + j), pmul(pslope, distance));
       pstore(scores + j, x);
       mx = pmax(mx, x);
     }
@@ -69,7 +67,7 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
   T row_max = predux_max(mx);
   for (Index j = full; j < panels * C; ++j) {
     T& x = scores[j];
-    x = j < nk ? x - alibi2 * static_cast<T>(nk - 1 - j) : neg_inf;
+    x = j < nk ? x - slope * static_cast<T>(nk - 1 - j) : neg_inf;
     row_max = std::max(row_max, x);
   }
   if (row_max == neg_inf) {  // every key padded (or none): the empty-row rule
@@ -77,11 +75,12 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
     return;
   }
 
-  const Packet shift = pset1<Packet>(row_max);
+  // e^(x - m) = 2^(x log2 e - m log2 e), as in the forward kernel (detail/simd/tile_kernels.hpp).
+  const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-row_max * kLog2e<T>);
   Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
   for (Index j = 0; j < panels * C; j += C) {
-    const Packet e0 = pexp2<T>(psub(pload<Packet>(scores + j), shift));
-    const Packet e1 = pexp2<T>(psub(pload<Packet>(scores + j + L), shift));
+    const Packet e0 = pexp2<T>(pmadd(pload<Packet>(scores + j), log2e, shift));
+    const Packet e1 = pexp2<T>(pmadd(pload<Packet>(scores + j + L), log2e, shift));
     pstore(scores + j, e0);
     pstore(scores + j + L, e1);
     sum0 = padd(sum0, e0);

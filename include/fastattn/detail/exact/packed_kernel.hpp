@@ -5,9 +5,9 @@
 /// (docs/exact_kernel.md). Never materializes Nq x Nk.
 ///
 /// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp); for each query block of Br rows
-/// (queries scaled by s log2(e) and packed per group of R rows; output accumulator [Br, Dv]): for
-/// each key block of Bc keys: for each group of R rows: score tiles for the key panels the group
-/// can see, turned into weights 2^(x - reference) while still in registers; masks and biases
+/// (queries scaled by s and packed per group of R rows; output accumulator [Br, Dv]): for each
+/// key block of Bc keys: for each group of R rows: score tiles for the key panels the group can
+/// see, turned into weights 2^(x log2 e - reference) while still in registers; masks and biases
 /// where a panel needs them; then the value tiles. Causal attention computes only the panels a
 /// group can see and masks only the panels on its diagonal.
 
@@ -50,7 +50,7 @@ struct PackedWorkspace {
   using Tile = RegisterTile<T>;
   Vector<T> queries;           // [groups][D][R]  scaled queries of one block, transposed per group
   Vector<T> acc;               // [groups * R][value_stride]  running sum of p v
-  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference m (base 2) and sum l
+  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference (base 2) and sum l
   Vector<T> tile;              // [block panels][R][C]  scores, then weights, of one group
 
   /// Sizes the buffers for a call (they only grow).
@@ -91,9 +91,8 @@ struct ExactScratch {
 namespace packed_detail {
 
 /// Adds the full bias and ALiBi, and masks keys past the causal limit or past Nk, in one score
-/// panel s [R][C] (base-2 logits) of a group whose first row is query i0 (rows of them present)
-/// and whose first key is j0. `bias` is the [Nq, Nk] bias (natural units) or null; `alibi` is
-/// the ALiBi slope times log2(e).
+/// panel s [R][C] of a group whose first row is query i0 (rows of them present) and whose first
+/// key is j0. `bias` is the [Nq, Nk] bias or null; `alibi` the ALiBi slope.
 template <class T>
 void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bool causal,
                    const ConstMatRef<T>* bias, T alibi) {
@@ -111,7 +110,7 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
         if (j >= nk || (causal && j > i + delta)) {
           x = neg_inf;
         } else {
-          if (bias) x += kLog2e<T> * (*bias)(i, j);
+          if (bias) x += (*bias)(i, j);
           if (alibi != 0) x -= alibi * static_cast<T>(std::abs(i + delta - j));
         }
       }
@@ -124,9 +123,7 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
     for (int p = 0; p < Tile::kPackets; ++p) {
       const Index jp = j0 + p * L;  // first key of this packet
       Packet x = pload<Packet>(s + r * C + p * L);
-      if (bias)
-        x = pmadd(pset1<Packet>(kLog2e<T>),
-                  ploadu<Packet>(bias->data() + i * bias->outerStride() + jp), x);
+      if (bias) x = padd(x, ploadu<Packet>(bias->data() + i * bias->outerStride() + jp));
       if (alibi != 0) {  // -slope |i + delta - j|, with j - jp = 0, 1, ... exact in T
         const Packet distance = pabs(psub(pset1<Packet>(static_cast<T>(i + delta - jp)), iota));
         x = psub(x, pmul(pset1<Packet>(alibi), distance));
@@ -160,13 +157,15 @@ struct GroupReference {
   void set(int r, GroupSoftmax<T>& sm) const {
     const bool seen = ref[r] != -std::numeric_limits<T>::infinity();
     sm.shift[r] = seen ? ref[r] : T(0);  // 2^(-inf - 0) = 0 while nothing is visible
-    sm.limit[r] = seen ? ref[r] + GroupSoftmax<T>::kHeadroom : std::numeric_limits<T>::lowest();
+    sm.limit[r] = seen ? (ref[r] + GroupSoftmax<T>::kHeadroom) * kLn2<T>
+                       : std::numeric_limits<T>::lowest();
   }
 };
 
-/// Turns panel p of a group's tile (raw scores) into weights: first, for each row with a score
-/// above its limit, raises the reference to the row's max there and rescales the weights of the
-/// panels before p and the running sum by 2^(old - new); then 2^(x - shift) as in score_tiles.
+/// Turns panel p of a group's tile (logits) into weights: first, for each row with a logit above
+/// its limit, raises the reference to the row's max there (times log2(e)) and rescales the
+/// weights of the panels before p and the running sum by 2^(old - new); then
+/// 2^(x log2 e - shift) as in score_tiles.
 template <class T>
 void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
   using namespace Eigen::internal;
@@ -179,7 +178,8 @@ void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
     for (int c = L; c < C; c += L) mx = pmax(mx, pload<Packet>(row + c));
     const T row_max = predux_max(mx);
     if (row_max > sm.limit[r]) {
-      const T factor = std::exp2(gr.ref[r] - row_max);  // 0 when the reference was -inf
+      const T new_ref = row_max * kLog2e<T>;
+      const T factor = std::exp2(gr.ref[r] - new_ref);  // 0 when the reference was -inf
       const Packet f = pset1<Packet>(factor);
       for (Index q = 0; q < p; ++q)
         for (int c = 0; c < C; c += L) {
@@ -187,12 +187,12 @@ void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
           pstore(w, pmul(f, pload<Packet>(w)));
         }
       sm.sum[r] = pmul(f, sm.sum[r]);
-      gr.ref[r] = row_max;
+      gr.ref[r] = new_ref;
       gr.set(r, sm);
     }
-    const Packet shift = pset1<Packet>(sm.shift[r]);
+    const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-sm.shift[r]);
     for (int c = 0; c < C; c += L) {
-      const Packet e = pexp2<T>(psub(pload<Packet>(row + c), shift));
+      const Packet e = pexp2<T>(pmadd(pload<Packet>(row + c), log2e, shift));
       pstore(row + c, e);
       sm.sum[r] = padd(sm.sum[r], e);
     }
@@ -226,9 +226,8 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   const Index nq = q.rows(), nk = kv.size, d = kv.dim, dv = kv.value_dim;
   const Index ldv = kv.value_stride, delta = nk - nq;
-  // Base-2 logits: queries scaled by s log2(e), so a weight is 2^(x - m) (docs/exact_kernel.md).
-  const T scale = static_cast<T>(resolve_scale(opt, d) * kLog2e<double>);
-  const T alibi = static_cast<T>(opt.alibi_slope * kLog2e<double>);
+  const T scale = static_cast<T>(resolve_scale(opt, d));
+  const T alibi = static_cast<T>(opt.alibi_slope);
   const bool causal = opt.causal;
   const bool finish_all = bias != nullptr || alibi != 0;  // every panel needs finish_scores
 
@@ -325,7 +324,7 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
       if (l > 0) {
         out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / l;
         if (lse.size() != 0)
-          lse[i] = (ws.row_ref[r] + std::log2(l)) * T(0.693147180559945309417232121458176568);
+          lse[i] = (ws.row_ref[r] + std::log2(l)) * kLn2<T>;
       } else {  // empty row (docs/spec/exact.md §4)
         out.row(i).setZero();
         if (lse.size() != 0) lse[i] = neg_inf;

@@ -12,8 +12,7 @@
 ///    chunks of W L columns (the last chunk may be narrower, whole packets): chunk [c0, c0 + w)
 ///    is [C][w] at offset c0 C. The value kernel streams one chunk of one panel (4 KiB in float
 ///    on AVX-512) contiguously. value_stride = Dv rounded up to whole packets; padding is 0;
-///  - key_add [panels * C]: -inf on padded keys, plus the per-key bias times log2(e) (the
-///    kernels work in base-2 logits), 0 elsewhere.
+///  - key_add [panels * C]: -inf on padded keys, plus the per-key bias, 0 elsewhere.
 /// Padded keys are stored as zero keys and values (so a NaN in a padded value never meets a zero
 /// weight), and slots past the last key are zero; the kernels mask those slots by count.
 /// The layout does not depend on the capacity, so a cache grows by copying a prefix.
@@ -30,10 +29,6 @@
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
-
-/// log2(e): the kernels compute softmax weights as 2^(x log2 e).
-template <class T>
-constexpr T kLog2e = T(1.442695040888963407359924681001892137);
 
 /// Read-only view of packed keys and values (see the file comment for the layout).
 template <class T>
@@ -135,7 +130,7 @@ class PackedKvStorage {
         }
         if (has_key_add_)
           key_add_[j] = padded                   ? kMinusInf
-                        : key_bias.size() != 0 ? kLog2e<T> * T(key_bias[j])
+                        : key_bias.size() != 0 ? T(key_bias[j])
                                                : T(0);
       }
     }

@@ -25,6 +25,12 @@
 
 namespace fastattn::detail {
 
+/// log2(e) and ln(2): the kernels compute e^x as 2^(x log2 e).
+template <class T>
+constexpr T kLog2e = T(1.442695040888963407359924681001892137);
+template <class T>
+constexpr T kLn2 = T(0.693147180559945309417232121458176568);
+
 /// Constants of the 2^x evaluation for T.
 template <class T>
 struct Exp2Constants;

@@ -23,9 +23,15 @@
 namespace fastattn::detail {
 
 /// The online-softmax bookkeeping of one query group within one key block, read and updated by
-/// score_tiles (docs/exact_kernel.md, "Softmax"). Weights are 2^(x - shift[r]) for base-2 logits
-/// x; a score above limit[r] (= the row's reference + kHeadroom) stops the fused pass, so the
-/// caller can raise the reference first and no weight exceeds 2^kHeadroom.
+/// score_tiles (docs/exact_kernel.md, "Softmax"). For a logit x (natural units) the weight is
+/// 2^(x log2(e) - shift[r]), one FMA and pexp2; shift[r] is the row's reference in base 2. A
+/// logit above limit[r] (the reference plus kHeadroom, back in natural units) stops the fused
+/// pass, so the caller can raise the reference first and no weight exceeds about 2^kHeadroom.
+///
+/// Why the shift is applied to x log2(e) by an FMA rather than scaling the queries by log2(e):
+/// the product x log2(e) is exact inside the FMA and the rounded reference is common to the whole
+/// row, so the weights' relative errors come from the logits alone, as with a natural-unit exp;
+/// pre-scaled queries add a rounding of |x| u to every logit (1e-3 at logits of 1e4 in float).
 template <class T>
 struct GroupSoftmax {
   using Packet = typename RegisterTile<T>::Packet;
@@ -33,15 +39,15 @@ struct GroupSoftmax {
   /// Weights may exceed 1 by up to this factor (base-2 exponent) before a rescale.
   static constexpr T kHeadroom = T(8);
   Packet sum[R];  // running sums of this block's weights
-  T shift[R];     // the reference, or 0 while it is -inf (nothing visible yet)
-  T limit[R];     // reference + kHeadroom (the lowest finite T while the reference is -inf)
+  T shift[R];     // the reference (base 2), or 0 while it is -inf (nothing visible yet)
+  T limit[R];     // (reference + kHeadroom) ln 2; the lowest finite T while the reference is -inf
 };
 
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
-/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), in base-2 logits. qp
+/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. qp
 /// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
 /// transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask
-/// and per-key bias) to every row. kExp: turns the scores into weights 2^(x - shift) while they
+/// and per-key bias) to every row. kExp: turns the logits into weights 2^(x log2 e - shift) while they
 /// are in registers and adds them to sm.sum; stops at the first panel where a score exceeds its
 /// row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
 /// weights (`panels` unless it stopped; 0 without kExp).
@@ -85,11 +91,12 @@ EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index
           for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
         return panel;
       }
+      const Packet log2e = pset1<Packet>(kLog2e<T>);
       for (int r = 0; r < R; ++r) {
-        const Packet shift = pset1<Packet>(sm.shift[r]);
+        const Packet shift = pset1<Packet>(-sm.shift[r]);
         Packet sum = sm.sum[r];
         for (int p = 0; p < P; ++p) {
-          const Packet e = pexp2<T>(psub(acc[r][p], shift));
+          const Packet e = pexp2<T>(pmadd(acc[r][p], log2e, shift));
           pstore(s + r * C + p * L, e);
           sum = padd(sum, e);
         }
