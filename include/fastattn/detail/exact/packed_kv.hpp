@@ -123,6 +123,10 @@ class PackedKvStorage {
     for (Index panel = 0; panel < panels; ++panel) {
       clear_panel(panel);
       for (Index j = panel * kCols; j < std::min(size_, (panel + 1) * kCols); ++j) {
+        if (j + kPrefetchRows < size_) {  // rows of strided heads defeat the hardware prefetcher
+          prefetch_row(k.row(j + kPrefetchRows).data(), dim_);
+          prefetch_row(v.row(j + kPrefetchRows).data(), value_dim_);
+        }
         const bool padded = padding.size() != 0 && padding[j];
         if (!padded) {
           write_key(j, k.row(j).data());
@@ -169,6 +173,14 @@ class PackedKvStorage {
   }
 
  private:
+  // Rows ahead that pack() prefetches. Rows of one head of a [B, N, H, D] tensor are H D elements
+  // apart, which the hardware prefetchers follow poorly: measured here (N = 4096, D = 64, H = 8,
+  // inputs not in cache) packing such a head took 0.38 ms against 0.2 ms for a contiguous one,
+  // and 0.2-0.3 ms with 32 rows of software prefetch (8 rows: no gain; 64: as 32).
+  static constexpr Index kPrefetchRows = 32;
+  static void prefetch_row(const T* row, Index n) {
+    for (Index c = 0; c < n; c += Index(64 / sizeof(T))) Eigen::internal::prefetch(row + c);
+  }
   static void grow(Vector<T>& buffer, Index size) {
     if (buffer.size() < size) buffer.conservativeResize(size);
   }
