@@ -261,6 +261,35 @@ TYPED_TEST(ExactKernelTest, LargeLogitsInBothDirections) {
   }
 }
 
+TYPED_TEST(ExactKernelTest, LogitsNearTheTopOfTheRange) {
+  using T = TypeParam;
+  using M = RowMatrix<T>;
+  // Logits of ~1e30 (float) or ~1e300 (double): each row's weight is all on its arg-max key (the
+  // gap to the runner-up is ~1e-2 of the logits, so e^-gap = 0), which needs e^(x - m) formed
+  // without rounding m's exponent in base 2 (an ulp of 1e300 is 1e284). Decoding too.
+  const double scale = std::is_same_v<T, float> ? 1e30 : 1e300;
+  const Index nq = 30, nk = 70, d = 6, dv = 3;
+  const M q = normal_matrix<T>(nq, d, 1), k = normal_matrix<T>(nk, d, 2);
+  const M v = normal_matrix<T>(nk, dv, 3);
+  for (int causal = 0; causal < 2; ++causal) {
+    AttentionOptions opt;
+    opt.causal = causal;
+    opt.scale = scale;
+    for (const ExactOptions& tiling : tilings) this->check(q, k, v, opt, M(), tiling);
+  }
+  AttentionOptions state_opt;
+  state_opt.scale = scale;
+  const Exact<T> exact;
+  auto state = exact.make_state(dv, state_opt);
+  M out(nk, dv);
+  for (Index t = 0; t < nk; ++t) exact.step(state, k.row(t), k.row(t), v.row(t), out.row(t));
+  ASSERT_TRUE(out.allFinite());
+  AttentionOptions causal;
+  causal.scale = scale;
+  causal.causal = true;
+  EXPECT_LE((out - Exact<T>()(k, k, v, causal)).cwiseAbs().maxCoeff(), 4 * Tolerance<T>::rel);
+}
+
 TYPED_TEST(ExactKernelTest, PaddedKeysNonFiniteValuesNeverReachTheOutput) {
   using T = TypeParam;
   using M = RowMatrix<T>;

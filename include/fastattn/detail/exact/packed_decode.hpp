@@ -7,6 +7,7 @@
 /// (bench/bench_kernels.cpp measures it).
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "fastattn/detail/exact/packed_kv.hpp"
@@ -75,12 +76,14 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
     return;
   }
 
-  // e^(x - m) = 2^(x log2 e - m log2 e), as in the forward kernel (detail/simd/tile_kernels.hpp).
-  const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-row_max * kLog2e<T>);
+  // e^(x - m) as in the forward kernel (GroupSoftmax in detail/simd/tile_kernels.hpp).
+  const T hi = row_max * kLog2e<T>, lo = std::fma(row_max, kLog2e<T>, -hi);
+  const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-hi);
+  const Packet shift_lo = pset1<Packet>(lo);
   Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
   for (Index j = 0; j < panels * C; j += C) {
-    const Packet e0 = pexp2<T>(pmadd(pload<Packet>(scores + j), log2e, shift));
-    const Packet e1 = pexp2<T>(pmadd(pload<Packet>(scores + j + L), log2e, shift));
+    const Packet e0 = pexp2<T>(psub(pmadd(pload<Packet>(scores + j), log2e, shift), shift_lo));
+    const Packet e1 = pexp2<T>(psub(pmadd(pload<Packet>(scores + j + L), log2e, shift), shift_lo));
     pstore(scores + j, e0);
     pstore(scores + j + L, e1);
     sum0 = padd(sum0, e0);

@@ -7,7 +7,7 @@
 /// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp); for each query block of Br rows
 /// (queries scaled by s and packed per group of R rows; output accumulator [Br, Dv]): for each
 /// key block of Bc keys: for each group of R rows: score tiles for the key panels the group can
-/// see, turned into weights 2^(x log2 e - reference) while still in registers; masks and biases
+/// see, turned into weights e^(x - reference) while still in registers; masks and biases
 /// where a panel needs them; then the value tiles. Causal attention computes only the panels a
 /// group can see and masks only the panels on its diagonal.
 
@@ -50,7 +50,7 @@ struct PackedWorkspace {
   using Tile = RegisterTile<T>;
   Vector<T> queries;           // [groups][D][R]  scaled queries of one block, transposed per group
   Vector<T> acc;               // [groups * R][value_stride]  running sum of p v
-  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference (base 2) and sum l
+  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference m and sum l
   Vector<T> tile;              // [block panels][R][C]  scores, then weights, of one group
 
   /// Sizes the buffers for a call (they only grow).
@@ -138,34 +138,26 @@ void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bo
   }
 }
 
-/// The online-softmax reference of each row of one group, for one key block.
+/// The online-softmax references of the rows of one group, for one key block.
 template <class T>
 struct GroupReference {
   static constexpr int R = RegisterTile<T>::kRows;
-  T ref[R];  // the rows' references m (base 2; -inf while nothing is visible)
+  T ref[R];  // the rows' references m (natural units; -inf while nothing is visible)
 
-  /// Starts a key block: references from the running m, sums 0. Absent rows (r >= rows) get
-  /// shift = limit = +inf, so their weights are 0 and they never ask for a rescale.
+  /// Starts a key block: references from the running m, sums 0. Absent rows (r >= rows) get the
+  /// reference +inf: weights 0, never a rescale.
   void start(const T* m, int rows, GroupSoftmax<T>& sm) {
-    constexpr T inf = std::numeric_limits<T>::infinity();
     for (int r = 0; r < R; ++r) {
-      ref[r] = r < rows ? m[r] : inf;
-      set(r, sm);
+      ref[r] = r < rows ? m[r] : std::numeric_limits<T>::infinity();
+      sm.set_reference(r, ref[r]);
       sm.sum[r] = Eigen::internal::pset1<typename GroupSoftmax<T>::Packet>(T(0));
     }
-  }
-  void set(int r, GroupSoftmax<T>& sm) const {
-    const bool seen = ref[r] != -std::numeric_limits<T>::infinity();
-    sm.shift[r] = seen ? ref[r] : T(0);  // 2^(-inf - 0) = 0 while nothing is visible
-    sm.limit[r] = seen ? (ref[r] + GroupSoftmax<T>::kHeadroom) * kLn2<T>
-                       : std::numeric_limits<T>::lowest();
   }
 };
 
 /// Turns panel p of a group's tile (logits) into weights: first, for each row with a logit above
-/// its limit, raises the reference to the row's max there (times log2(e)) and rescales the
-/// weights of the panels before p and the running sum by 2^(old - new); then
-/// 2^(x log2 e - shift) as in score_tiles.
+/// its limit, raises the reference to the row's max there and rescales the weights of the panels
+/// before p and the running sum by e^(old - new); then the weights as in score_tiles.
 template <class T>
 void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
   using namespace Eigen::internal;
@@ -178,21 +170,20 @@ void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
     for (int c = L; c < C; c += L) mx = pmax(mx, pload<Packet>(row + c));
     const T row_max = predux_max(mx);
     if (row_max > sm.limit[r]) {
-      const T new_ref = row_max * kLog2e<T>;
-      const T factor = std::exp2(gr.ref[r] - new_ref);  // 0 when the reference was -inf
-      const Packet f = pset1<Packet>(factor);
+      const Packet f = pset1<Packet>(std::exp(gr.ref[r] - row_max));  // 0 from a -inf reference
       for (Index q = 0; q < p; ++q)
         for (int c = 0; c < C; c += L) {
           T* w = tile + (q * R + r) * C + c;
           pstore(w, pmul(f, pload<Packet>(w)));
         }
       sm.sum[r] = pmul(f, sm.sum[r]);
-      gr.ref[r] = new_ref;
-      gr.set(r, sm);
+      gr.ref[r] = row_max;
+      sm.set_reference(r, row_max);
     }
     const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-sm.shift[r]);
+    const Packet shift_lo = pset1<Packet>(sm.shift_lo[r]);
     for (int c = 0; c < C; c += L) {
-      const Packet e = pexp2<T>(pmadd(pload<Packet>(row + c), log2e, shift));
+      const Packet e = pexp2<T>(psub(pmadd(pload<Packet>(row + c), log2e, shift), shift_lo));
       pstore(row + c, e);
       sm.sum[r] = padd(sm.sum[r], e);
     }
@@ -301,10 +292,10 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
                                           causal, bias, alibi);
           packed_detail::exp_panel<T>(tile, p, sm, gr);
         }
-        // Close the block: alpha = 2^(m_old - m_new) rescales what the rows had before.
+        // Close the block: alpha = e^(m_old - m_new) rescales what the rows had before.
         T alpha[R];
         for (int r = 0; r < grows; ++r) {
-          alpha[r] = m[r] == gr.ref[r] ? T(1) : std::exp2(m[r] - gr.ref[r]);  // 2^-inf = 0
+          alpha[r] = m[r] == gr.ref[r] ? T(1) : std::exp(m[r] - gr.ref[r]);  // e^-inf = 0
           l[r] = alpha[r] * l[r] + Eigen::internal::predux(sm.sum[r]);
           m[r] = gr.ref[r];
         }
@@ -324,7 +315,7 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
       if (l > 0) {
         out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / l;
         if (lse.size() != 0)
-          lse[i] = (ws.row_ref[r] + std::log2(l)) * kLn2<T>;
+          lse[i] = ws.row_ref[r] + std::log(l);
       } else {  // empty row (docs/spec/exact.md §4)
         out.row(i).setZero();
         if (lse.size() != 0) lse[i] = neg_inf;
