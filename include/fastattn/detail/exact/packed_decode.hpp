@@ -7,7 +7,6 @@
 /// (bench/bench_kernels.cpp measures it).
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "fastattn/detail/exact/packed_kv.hpp"
@@ -76,14 +75,12 @@ void exact_packed_decode(const T* q, const PackedKv<T>& kv, double scale, double
     return;
   }
 
-  // e^(x - m) as in the forward kernel (GroupSoftmax in detail/simd/tile_kernels.hpp).
-  const T hi = row_max * kLog2e<T>, lo = std::fma(row_max, kLog2e<T>, -hi);
-  const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(-hi);
-  const Packet shift_lo = pset1<Packet>(lo);
+  // e^(x - m) = 2^((x - m) log2 e), as in the forward kernel (GroupSoftmax).
+  const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(row_max);
   Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
   for (Index j = 0; j < panels * C; j += C) {
-    const Packet e0 = pexp2<T>(psub(pmadd(pload<Packet>(scores + j), log2e, shift), shift_lo));
-    const Packet e1 = pexp2<T>(psub(pmadd(pload<Packet>(scores + j + L), log2e, shift), shift_lo));
+    const Packet e0 = pexp2<T>(pmul(psub(pload<Packet>(scores + j), shift), log2e));
+    const Packet e1 = pexp2<T>(pmul(psub(pload<Packet>(scores + j + L), shift), log2e));
     pstore(scores + j, e0);
     pstore(scores + j + L, e1);
     sum0 = padd(sum0, e0);

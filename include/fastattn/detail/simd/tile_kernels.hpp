@@ -14,7 +14,6 @@
 /// peak instead of 97%); as separate functions the accumulators stay in registers. A call costs
 /// a few cycles against the >= 500 cycles of one tile.
 
-#include <cmath>
 #include <limits>
 
 #include <Eigen/Core>
@@ -26,41 +25,33 @@
 namespace fastattn::detail {
 
 /// The online-softmax bookkeeping of one query group within one key block, read and updated by
-/// score_tiles (docs/exact_kernel.md, "Softmax"). Each row has a reference m (natural units, at
-/// most kHeadroom ln 2 below the row's largest logit so far); the weight of a logit x is
-/// e^(x - m) = 2^((x log2 e - shift) - shift_lo) with shift + shift_lo = m log2 e exactly: one
-/// FMA, one subtraction and pexp2. A logit above limit[r] = m + kHeadroom ln 2 stops the fused
-/// pass, so the caller can raise the reference first and no weight exceeds about 2^kHeadroom.
+/// score_tiles (docs/exact_kernel.md, "Softmax"). Each row has a reference m (at most
+/// kHeadroom ln 2 below the row's largest logit so far); the weight of a logit x is
+/// e^(x - m) = 2^((x - m) log2 e): a subtraction, a multiplication and pexp2. A logit above
+/// limit[r] = m + kHeadroom ln 2 stops the fused pass, so the caller can raise the reference
+/// first and no weight exceeds about 2^kHeadroom.
 ///
-/// Why this form: x log2 e is exact inside the FMA, and the two-part shift is m log2 e to twice
-/// the working precision, so a weight's error comes from its logit alone, as with a natural-unit
-/// exp(x - m), for logits of any magnitude (scaling the queries by log2 e instead would add a
-/// rounding of u |x| to every logit; a one-part shift is off by up to half an ulp of m log2 e,
-/// which at |m| ~ 1e300 in double is itself astronomically large).
+/// Why (x - m) log2 e: x - m is exact when x is near m (and rounded relative to itself
+/// otherwise), so a weight is as accurate as a natural-unit exp(x - m), for logits of any
+/// magnitude and without relying on a fused multiply-add. Scaling the queries by log2 e instead
+/// rounds every logit by u |x| (1e-3 at logits of 1e4 in float), and x log2 e - m log2 e is off
+/// by half an ulp of m log2 e, which at |m| ~ 1e300 in double is itself astronomically large.
 template <class T>
 struct GroupSoftmax {
   using Packet = typename RegisterTile<T>::Packet;
   static constexpr int R = RegisterTile<T>::kRows;
   /// Weights may exceed 1 by up to this factor (base-2 exponent) before a rescale.
   static constexpr T kHeadroom = T(8);
-  Packet sum[R];   // running sums of this block's weights
-  T shift[R];      // m log2 e rounded; 0 while m = -inf (nothing visible yet), +inf for absent rows
-  T shift_lo[R];   // m log2 e - shift (exact)
-  T limit[R];      // m + kHeadroom ln 2; the lowest finite T while m = -inf
+  Packet sum[R];  // running sums of this block's weights
+  T shift[R];     // m; 0 while m = -inf (nothing visible yet); +inf for absent rows
+  T limit[R];     // m + kHeadroom ln 2; the lowest finite T while m = -inf
 
   /// Sets row r's shift and limit from its reference m (-inf: nothing visible yet; +inf: an
   /// absent row, whose weights are all 0 and which never asks for a rescale).
   void set_reference(int r, T m) {
     constexpr T inf = std::numeric_limits<T>::infinity();
-    if (m == -inf || m == inf) {
-      shift[r] = m == inf ? inf : T(0);  // 2^(-inf - 0) = 0, 2^(x - inf) = 0
-      shift_lo[r] = T(0);
-      limit[r] = m == inf ? inf : std::numeric_limits<T>::lowest();
-      return;
-    }
-    shift[r] = m * kLog2e<T>;
-    shift_lo[r] = std::fma(m, kLog2e<T>, -shift[r]);
-    limit[r] = m + kHeadroom * kLn2<T>;
+    shift[r] = m == -inf ? T(0) : m;  // (-inf - 0) log2 e = -inf: weight 0
+    limit[r] = m == -inf ? std::numeric_limits<T>::lowest() : m + kHeadroom * kLn2<T>;
   }
 };
 
@@ -114,10 +105,10 @@ EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index
       }
       const Packet log2e = pset1<Packet>(kLog2e<T>);
       for (int r = 0; r < R; ++r) {
-        const Packet shift = pset1<Packet>(-sm.shift[r]), shift_lo = pset1<Packet>(sm.shift_lo[r]);
+        const Packet shift = pset1<Packet>(sm.shift[r]);
         Packet sum = sm.sum[r];
         for (int p = 0; p < P; ++p) {
-          const Packet e = pexp2<T>(psub(pmadd(acc[r][p], log2e, shift), shift_lo));
+          const Packet e = pexp2<T>(pmul(psub(acc[r][p], shift), log2e));
           pstore(s + r * C + p * L, e);
           sum = padd(sum, e);
         }
