@@ -12,31 +12,16 @@
 #include <limits>
 #include <vector>
 
-#include "data_rng.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/exact.hpp"
+#include "support.hpp"
 
 namespace fastattn {
 namespace {
 
-using test::DataRng;
-
-template <class T>
-RowMatrix<T> normal_matrix(Index rows, Index cols, std::uint64_t seed, double stddev = 1.0) {
-  DataRng rng(seed);
-  RowMatrix<T> m(rows, cols);
-  for (Index i = 0; i < rows; ++i)
-    for (Index j = 0; j < cols; ++j) m(i, j) = static_cast<T>(stddev * rng.normal());
-  return m;
-}
-
-KeyMask bernoulli_mask(Index n, double p, std::uint64_t seed) {
-  DataRng rng(seed);
-  KeyMask m(n);
-  for (Index j = 0; j < n; ++j) m[j] = rng.uniform() < p;
-  return m;
-}
+using test::random_mask;
+using test::random_matrix;
 
 // ---- the independent reference -----------------------------------------------------------------
 
@@ -159,8 +144,8 @@ TYPED_TEST(ExactKernelTest, EveryHeadDimensionFromOneTo256) {
   for (Index d : dims) {
     SCOPED_TRACE(testing::Message() << "D = " << d);
     const Index dv = d % 7 + 1;  // Dv != D
-    const auto q = normal_matrix<T>(37, d, seed++), k = normal_matrix<T>(75, d, seed++);
-    const auto v = normal_matrix<T>(75, dv, seed++);
+    const auto q = random_matrix<T>(37, d, seed++), k = random_matrix<T>(75, d, seed++);
+    const auto v = random_matrix<T>(75, dv, seed++);
     for (int causal = 0; causal < 2; ++causal) {
       AttentionOptions opt;
       opt.causal = causal;
@@ -179,8 +164,8 @@ TYPED_TEST(ExactKernelTest, OddSizesAndCausalOffsets) {
                              {64, 64, 64, 64}};
   std::uint64_t seed = 100;
   for (const auto& s : shapes) {
-    const auto q = normal_matrix<T>(s[0], s[2], seed++), k = normal_matrix<T>(s[1], s[2], seed++);
-    const auto v = normal_matrix<T>(s[1], s[3], seed++);
+    const auto q = random_matrix<T>(s[0], s[2], seed++), k = random_matrix<T>(s[1], s[2], seed++);
+    const auto v = random_matrix<T>(s[1], s[3], seed++);
     for (int causal = 0; causal < 2; ++causal)
       for (const ExactOptions& tiling : tilings) {
         SCOPED_TRACE(testing::Message() << s[0] << "x" << s[1] << " D" << s[2] << " Dv" << s[3]
@@ -200,17 +185,17 @@ TYPED_TEST(ExactKernelTest, EveryMaskBiasAlibiAndLseCombination) {
   std::uint64_t seed = 200;
   for (const auto& s : shapes) {
     const Index nq = s[0], nk = s[1];
-    const M q = normal_matrix<T>(nq, s[2], seed++, 1.5), k = normal_matrix<T>(nk, s[2], seed++, 1.5);
-    const M v = normal_matrix<T>(nk, s[3], seed++);
-    M full_bias = normal_matrix<T>(nq, nk, seed++);
+    const M q = random_matrix<T>(nq, s[2], seed++, 1.5), k = random_matrix<T>(nk, s[2], seed++, 1.5);
+    const M v = random_matrix<T>(nk, s[3], seed++);
+    M full_bias = random_matrix<T>(nq, nk, seed++);
     full_bias(nq / 2, nk / 3) = -std::numeric_limits<T>::infinity();  // -inf removes one entry
     full_bias.row(nq - 1).setConstant(-std::numeric_limits<T>::infinity());  // an empty row
-    const M key_bias = normal_matrix<T>(1, nk, seed++);
+    const M key_bias = random_matrix<T>(1, nk, seed++);
     // causal x padding x {no bias, per-key bias, full bias} x ALiBi x LSE.
     for (int combo = 0; combo < 48; ++combo) {
       AttentionOptions opt;
       opt.causal = combo & 1;
-      if (combo & 2) opt.key_padding = bernoulli_mask(nk, 0.35, seed + combo);
+      if (combo & 2) opt.key_padding = random_mask(nk, 0.35, seed + combo);
       if (combo & 4) opt.alibi_slope = 0.3;
       const bool with_lse = combo & 8;
       const int bias_kind = combo / 16;  // 0, 1, 2
@@ -232,7 +217,7 @@ TYPED_TEST(ExactKernelTest, LogitRampsForceARescaleInEveryPanel) {
   // computed before it; the falling ramp never does. Logits reach ~1e3, so the tolerance scales
   // with the logit magnitude (an absolute error of u |logit| per logit).
   const Index nq = 20, nk = 300, d = 4;
-  M q = M::Ones(nq, d), k(nk, d), v = normal_matrix<T>(nk, 6, 1);
+  M q = M::Ones(nq, d), k(nk, d), v = random_matrix<T>(nk, 6, 1);
   for (int rising = 0; rising < 2; ++rising) {
     for (Index j = 0; j < nk; ++j) k.row(j).setConstant(T(1.5) * T(rising ? j : nk - j));
     for (int causal = 0; causal < 2; ++causal)
@@ -252,8 +237,8 @@ TYPED_TEST(ExactKernelTest, LargeLogitsInBothDirections) {
   using M = RowMatrix<T>;
   // Logits of magnitude ~1e3 overflow any unshifted exp; the tolerance scales with the logit
   // magnitude as above.
-  const M q = normal_matrix<T>(50, 8, 1, 30), k = normal_matrix<T>(90, 8, 2, 30);
-  const M v = normal_matrix<T>(90, 5, 3);
+  const M q = random_matrix<T>(50, 8, 1, 30), k = random_matrix<T>(90, 8, 2, 30);
+  const M v = random_matrix<T>(90, 5, 3);
   for (int causal = 0; causal < 2; ++causal) {
     AttentionOptions opt;
     opt.causal = causal;
@@ -269,8 +254,8 @@ TYPED_TEST(ExactKernelTest, LogitsNearTheTopOfTheRange) {
   // without rounding m's exponent in base 2 (an ulp of 1e300 is 1e284). Decoding too.
   const double scale = std::is_same_v<T, float> ? 1e30 : 1e300;
   const Index nq = 30, nk = 70, d = 6, dv = 3;
-  const M q = normal_matrix<T>(nq, d, 1), k = normal_matrix<T>(nk, d, 2);
-  const M v = normal_matrix<T>(nk, dv, 3);
+  const M q = random_matrix<T>(nq, d, 1), k = random_matrix<T>(nk, d, 2);
+  const M v = random_matrix<T>(nk, dv, 3);
   for (int causal = 0; causal < 2; ++causal) {
     AttentionOptions opt;
     opt.causal = causal;
@@ -294,10 +279,10 @@ TYPED_TEST(ExactKernelTest, PaddedKeysNonFiniteValuesNeverReachTheOutput) {
   using T = TypeParam;
   using M = RowMatrix<T>;
   const Index nq = 40, nk = 77;
-  const M q = normal_matrix<T>(nq, 16, 1);
-  M k = normal_matrix<T>(nk, 16, 2), v = normal_matrix<T>(nk, 8, 3);
+  const M q = random_matrix<T>(nq, 16, 1);
+  M k = random_matrix<T>(nk, 16, 2), v = random_matrix<T>(nk, 8, 3);
   AttentionOptions opt;
-  opt.key_padding = bernoulli_mask(nk, 0.3, 4);
+  opt.key_padding = random_mask(nk, 0.3, 4);
   opt.key_padding[0] = opt.key_padding[nk - 1] = true;
   const M clean = Exact<T>()(q, k, v, opt);
   for (Index j = 0; j < nk; ++j)
@@ -324,13 +309,13 @@ TYPED_TEST(ExactKernelTest, StridedViewsAndUnalignedPointersGiveIdenticalResults
   // [B, N, H, D] tensor, a buffer offset by one element) cannot change the arithmetic: the result
   // must be bit-identical to the one from compact, aligned copies.
   const Index nq = 53, nk = 71, d = 24, dv = 20, heads = 3;
-  const M q = normal_matrix<T>(nq, d, 1), k = normal_matrix<T>(nk, d, 2);
-  const M v = normal_matrix<T>(nk, dv, 3);
+  const M q = random_matrix<T>(nq, d, 1), k = random_matrix<T>(nk, d, 2);
+  const M v = random_matrix<T>(nk, dv, 3);
   AttentionOptions opt;
   opt.causal = true;
-  opt.key_padding = bernoulli_mask(nk, 0.2, 4);
+  opt.key_padding = random_mask(nk, 0.2, 4);
   opt.alibi_slope = 0.1;
-  const M bias = normal_matrix<T>(nq, nk, 5);
+  const M bias = random_matrix<T>(nq, nk, 5);
   M expected(nq, dv);
   Vector<T> expected_lse(nq);
   const Exact<T> exact;
@@ -373,8 +358,8 @@ TYPED_TEST(ExactKernelTest, StridedViewsAndUnalignedPointersGiveIdenticalResults
 TYPED_TEST(ExactKernelTest, EmptyRowsAreZeroWithMinusInfinityLse) {
   using T = TypeParam;
   using M = RowMatrix<T>;
-  const M q = normal_matrix<T>(70, 8, 1), k = normal_matrix<T>(40, 8, 2);
-  const M v = normal_matrix<T>(40, 3, 3);
+  const M q = random_matrix<T>(70, 8, 1), k = random_matrix<T>(40, 8, 2);
+  const M v = random_matrix<T>(40, 3, 3);
   AttentionOptions opt;
   opt.causal = true;  // Nq > Nk: the first 30 rows see no key
   for (const ExactOptions& tiling : tilings) {
@@ -396,13 +381,13 @@ TYPED_TEST(ExactKernelTest, DecodingEqualsTheCausalReference) {
   // ALiBi and a scale: the cache crosses several key panels and grows several times.
   for (Index d : {1, 7, 64}) {
     const Index n = 203, dv = d == 64 ? 64 : 9;
-    const M q = normal_matrix<T>(n, d, 1), k = normal_matrix<T>(n, d, 2);
-    M v = normal_matrix<T>(n, dv, 3);
+    const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2);
+    M v = random_matrix<T>(n, dv, 3);
     AttentionOptions opt;
     opt.causal = true;
     opt.scale = 0.4;
     opt.alibi_slope = 0.05;
-    opt.key_padding = bernoulli_mask(n, 0.15, 4);
+    opt.key_padding = random_mask(n, 0.15, 4);
     opt.key_padding[0] = true;  // the first query sees nothing
     Problem pr;
     pr.scale = opt.scale;
@@ -448,8 +433,8 @@ TYPED_TEST(ExactKernelTest, DecodingAfterTruncateMatchesAFreshCache) {
   // Rolling back into the middle of a key panel (and to a panel boundary) and stepping on must
   // give exactly what a cache that never held the dropped tokens gives.
   const Index n = 90, d = 12, dv = 5;
-  const M q = normal_matrix<T>(n, d, 1), k = normal_matrix<T>(n, d, 2), v = normal_matrix<T>(n, dv, 3);
-  const M k2 = normal_matrix<T>(n, d, 4), v2 = normal_matrix<T>(n, dv, 5);
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
+  const M k2 = random_matrix<T>(n, d, 4), v2 = random_matrix<T>(n, dv, 5);
   const Exact<T> exact;
   for (Index keep : {Index(0), Index(1), Index(16), Index(37), Index(64)}) {
     auto fresh = exact.make_state(dv), rolled = exact.make_state(dv);
@@ -472,7 +457,7 @@ TYPED_TEST(ExactKernelTest, DecodingStepsDoNotAllocateOnceReserved) {
   using T = TypeParam;
   using M = RowMatrix<T>;
   const Index n = 300, d = 32, dv = 24;
-  const M q = normal_matrix<T>(n, d, 1), k = normal_matrix<T>(n, d, 2), v = normal_matrix<T>(n, dv, 3);
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
   const Exact<T> exact;
   auto state = exact.make_state(dv, AttentionOptions{}, n);
   M out(1, dv);
@@ -523,8 +508,8 @@ TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
   // element through the storage's unpacking accessors), padded keys and the slots past Nk as 0.
   for (Index dv : {1, 5, 16, 33}) {
     const Index nk = 77, d = 9;
-    const M k = normal_matrix<T>(nk, d, 1), v = normal_matrix<T>(nk, dv, 2);
-    const KeyMask pad = bernoulli_mask(nk, 0.3, 3);
+    const M k = random_matrix<T>(nk, d, 1), v = random_matrix<T>(nk, dv, 2);
+    const KeyMask pad = random_mask(nk, 0.3, 3);
     detail::PackedKvStorage<T> packed, appended;
     packed.set_dims(d, dv);
     packed.pack(k, v, pad, Vector<T>());
