@@ -243,6 +243,10 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
         }
       }
     }
+    // The next block's queries and this block's output rows are fetched while this block
+    // computes: rows of a strided head ([B, N, H, D]) defeat the hardware prefetchers.
+    for (Index i = r0 + br; i < std::min(nq, r0 + 2 * br); ++i) prefetch_row(q.row(i).data(), d);
+    for (Index i = r0; i < r0 + rows; ++i) prefetch_row(out.row(i).data(), dv);
     ws.acc.head(groups * R * ldv).setZero();
     ws.row_ref.head(groups * R).setConstant(neg_inf);
     ws.row_sum.head(groups * R).setZero();
