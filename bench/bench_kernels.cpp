@@ -137,10 +137,10 @@ void BM_KernelReadBandwidth(benchmark::State& state) {
 }
 BENCHMARK(BM_KernelReadBandwidth)
     ->ArgName("KiB")
-    ->Arg(32)         // L1
-    ->Arg(512)        // L2
-    ->Arg(2 << 10)    // L3 (and the float 4K-context cache at D = 64)
-    ->Arg(8 << 10)    // L3 (the float 16K-context cache at D = 64)
+    ->Arg(32)          // L1
+    ->Arg(512)         // L2
+    ->Arg(2 << 10)     // L3 (and the float 4K-context cache at D = 64)
+    ->Arg(8 << 10)     // L3 (the float 16K-context cache at D = 64)
     ->Arg(512 << 10);  // DRAM
 
 /// One decoding step per iteration at a fixed context: step() appends a token and attends over
@@ -167,8 +167,8 @@ void BM_KernelDecode(benchmark::State& state) {
   const double seconds = (thread_seconds() - t0) / double(state.iterations());
   // What a step streams: the packed keys and values of context + 1 tokens (the value rows are
   // padded to whole packets).
-  const double bytes = double(context + 1) *
-                       double(d + detail::packed_value_stride<T>(d)) * double(sizeof(T));
+  const double bytes =
+      double(context + 1) * double(d + detail::packed_value_stride<T>(d)) * double(sizeof(T));
   const double reference = read_bandwidth(std::size_t(bytes));
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
   state.counters["cache_MiB"] = bytes / double(1 << 20);

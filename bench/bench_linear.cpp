@@ -2,7 +2,7 @@
 // and the core's non-causal vs causal (chunked) cost.
 
 #include "common.hpp"
-#include "fastattn/detail/sincos.hpp"
+#include "fastattn/detail/simd/sincos.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
 
@@ -19,7 +19,7 @@ void BM_FeatureMap(benchmark::State& state) {
   fo.normalize = kind == FeatureKind::Trig;
   const FeatureMap<T> map(kind, orthogonal_projection<T>(m, d, 1), fo);
   const RowMatrix<T> x = random_input<T>(n, d, 2);
-  RowMatrix<T> out(n, map.num_features());
+  RowMatrix<T> out(n, map.feature_dim());
   for (auto _ : state) {
     map.apply(x, out);
     benchmark::DoNotOptimize(out.data());

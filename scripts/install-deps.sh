@@ -3,7 +3,8 @@
 # the ones already installed (safe to run again). Needs root, or sudo.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3 pkgconf)
+packages=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev python3
+          python3-matplotlib pkgconf)
 
 missing=()
 for p in "${packages[@]}"; do

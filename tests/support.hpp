@@ -1,16 +1,17 @@
 #pragma once
-// Test support: a portable seeded data generator, an independent double-precision reference of
-// exact attention (written separately from the library on purpose), and comparison helpers.
+// Test support: seeded random data, typed tolerances and comparison helpers. The independent
+// double-precision references are in tests/reference/ (one header per concept).
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
+#include <stdexcept>
 #include <string>
 
 #include "data_rng.hpp"
 #include "fastattn/types.hpp"
+#include "reference/exact.hpp"
 
 namespace fastattn::test {
 
@@ -32,50 +33,12 @@ inline KeyMask random_mask(Index n, double p, std::uint64_t seed) {
   return m;
 }
 
-/// Everything the double reference needs to know about one call.
-struct RefSpec {
-  double scale = 0;        // 0: 1/sqrt(D)
-  bool causal = false;     // bottom-right: j <= i + Nk - Nq
-  KeyMask padding;         // true = padded
-  RowMatrix<double> bias;  // [Nq, Nk], [1, Nk] or empty
-  double alibi_slope = 0;  // adds -slope * |i + Nk - Nq - j|
-};
-
-/// Exact softmax attention in double, materializing every logit. Empty rows give 0 and lse -inf.
+// The exact reference lives in reference/exact.hpp; these two names stay for existing callers.
+using RefSpec = ref::ExactSpec;
 inline RowMatrix<double> reference_attention(const RowMatrix<double>& q, const RowMatrix<double>& k,
                                              const RowMatrix<double>& v, const RefSpec& spec,
                                              Eigen::VectorXd* lse = nullptr) {
-  const Index nq = q.rows(), nk = k.rows(), dv = v.cols();
-  const double s = spec.scale != 0 ? spec.scale : 1.0 / std::sqrt(double(q.cols()));
-  const double inf = std::numeric_limits<double>::infinity();
-  RowMatrix<double> out = RowMatrix<double>::Zero(nq, dv);
-  if (lse) lse->setConstant(nq, -inf);
-  for (Index i = 0; i < nq; ++i) {
-    std::vector<double> logit(static_cast<size_t>(nk), -inf);
-    double mx = -inf;
-    for (Index j = 0; j < nk; ++j) {
-      if (spec.padding.size() && spec.padding[j]) continue;
-      if (spec.causal && j > i + nk - nq) continue;
-      double l = 0;
-      for (Index d = 0; d < q.cols(); ++d) l += q(i, d) * k(j, d);
-      l *= s;
-      if (spec.bias.size()) l += spec.bias(spec.bias.rows() == 1 ? 0 : i, j);
-      l -= spec.alibi_slope * std::abs(double(i + nk - nq - j));
-      logit[size_t(j)] = l;
-      mx = std::max(mx, l);
-    }
-    if (mx == -inf) continue;
-    double sum = 0;
-    for (Index j = 0; j < nk; ++j) {
-      if (logit[size_t(j)] == -inf) continue;
-      const double p = std::exp(logit[size_t(j)] - mx);
-      sum += p;
-      out.row(i) += p * v.row(j);
-    }
-    out.row(i) /= sum;
-    if (lse) (*lse)[i] = mx + std::log(sum);
-  }
-  return out;
+  return ref::exact_attention(q, k, v, spec, lse);
 }
 
 /// Typed-test tolerances. float: ~1e-5 relative for the O(D + Nk) rounding of a softmax-weighted

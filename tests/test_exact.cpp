@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "reference/exact.hpp"
 #include "support.hpp"
 
 namespace fastattn {
@@ -15,8 +16,7 @@ namespace {
 
 using test::near;
 using test::random_matrix;
-using test::reference_attention;
-using test::RefSpec;
+namespace ref = test::ref;
 using test::Tol;
 
 // Every semantic test runs for each kernel; TinyBlocks makes small problems span many tiles, so
@@ -47,13 +47,13 @@ class ExactTest : public ::testing::Test {
     Mat out(q.rows(), v.cols());
     Vector<Scalar> lse(q.rows());
     method.forward(q, k, v, out, opt, bias, lse);
-    RefSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
-                 opt.alibi_slope};
+    const ref::ExactSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
+                              opt.alibi_slope};
     Eigen::VectorXd ref_lse;
-    const RowMatrix<double> ref =
-        reference_attention(q.template cast<double>(), k.template cast<double>(),
-                            v.template cast<double>(), spec, &ref_lse);
-    EXPECT_TRUE(near(out, ref, Tol<Scalar>::rel, Tol<Scalar>::abs));
+    const RowMatrix<double> expected =
+        ref::exact_attention(q.template cast<double>(), k.template cast<double>(),
+                             v.template cast<double>(), spec, &ref_lse);
+    EXPECT_TRUE(near(out, expected, Tol<Scalar>::rel, Tol<Scalar>::abs));
     for (Index i = 0; i < q.rows(); ++i) {
       if (std::isinf(ref_lse[i])) {
         EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "row " << i << " lse " << lse[i];
@@ -71,6 +71,18 @@ class ExactTest : public ::testing::Test {
     const Mat q = Mat::Zero(nq, 4), k = random_matrix<Scalar>(nk, 4, 7);
     const Mat v = Mat::Identity(nk, nk);
     return method(q, k, v, opt);
+  }
+
+  // Expects out (from visible_sets) to be 1/|S_i| on the keys j in query i's set S_i = {j :
+  // seen(i, j)} and 0 elsewhere, for the rows i >= first.
+  template <class Seen>
+  static void expect_visible_sets(const Mat& out, Seen seen, Index first = 0) {
+    for (Index i = first; i < out.rows(); ++i) {
+      Index size = 0;
+      for (Index j = 0; j < out.cols(); ++j) size += seen(i, j);
+      for (Index j = 0; j < out.cols(); ++j)
+        EXPECT_NEAR(out(i, j), seen(i, j) ? 1.0 / double(size) : 0.0, 1e-6) << i << "," << j;
+    }
   }
 };
 
@@ -155,30 +167,23 @@ TYPED_TEST(ExactTest, PaddedKeysValuesNeverReachTheOutput) {
 TYPED_TEST(ExactTest, CausalSquareIsLowerTriangular) {
   AttentionOptions opt;
   opt.causal = true;
-  const auto out = this->visible_sets(4, 4, opt);
-  for (Index i = 0; i < 4; ++i)
-    for (Index j = 0; j < 4; ++j)
-      EXPECT_NEAR(out(i, j), j <= i ? 1.0 / double(i + 1) : 0.0, 1e-6) << i << "," << j;
+  this->expect_visible_sets(this->visible_sets(4, 4, opt), [](Index i, Index j) { return j <= i; });
 }
 
 TYPED_TEST(ExactTest, CausalFewerQueriesIsBottomRightAligned) {
   // Nq = 3, Nk = 5: query i sees keys j <= i + 2 (docs/spec/exact.md §3).
   AttentionOptions opt;
   opt.causal = true;
-  const auto out = this->visible_sets(3, 5, opt);
-  for (Index i = 0; i < 3; ++i)
-    for (Index j = 0; j < 5; ++j)
-      EXPECT_NEAR(out(i, j), j <= i + 2 ? 1.0 / double(i + 3) : 0.0, 1e-6) << i << "," << j;
+  this->expect_visible_sets(this->visible_sets(3, 5, opt),
+                            [](Index i, Index j) { return j <= i + 2; });
 }
 
 TYPED_TEST(ExactTest, CausalMoreQueriesGivesEmptyLeadingRows) {
   // Nq = 5, Nk = 3: rows 0 and 1 see no key and are zero; row i >= 2 sees keys j <= i - 2.
   AttentionOptions opt;
   opt.causal = true;
-  const auto out = this->visible_sets(5, 3, opt);
-  for (Index i = 0; i < 5; ++i)
-    for (Index j = 0; j < 3; ++j)
-      EXPECT_NEAR(out(i, j), j <= i - 2 ? 1.0 / double(i - 1) : 0.0, 1e-6) << i << "," << j;
+  this->expect_visible_sets(this->visible_sets(5, 3, opt),
+                            [](Index i, Index j) { return j <= i - 2; });
 }
 
 TYPED_TEST(ExactTest, CausalAndPaddingCombine) {
@@ -189,13 +194,9 @@ TYPED_TEST(ExactTest, CausalAndPaddingCombine) {
   const auto out = this->visible_sets(4, 4, opt);
   // Row 0 sees only key 0, which is padded: empty row.
   EXPECT_EQ(out.row(0).cwiseAbs().sum(), 0);
-  for (Index i = 1; i < 4; ++i) {
-    const Index visible = std::min<Index>(i, 2);  // keys 1..min(i, 2)
-    for (Index j = 0; j < 4; ++j) {
-      const bool seen = j >= 1 && j <= std::min<Index>(i, 2);
-      EXPECT_NEAR(out(i, j), seen ? 1.0 / double(visible) : 0.0, 1e-6) << i << "," << j;
-    }
-  }
+  // Row i >= 1 sees keys 1..min(i, 2).
+  this->expect_visible_sets(
+      out, [](Index i, Index j) { return j >= 1 && j <= std::min<Index>(i, 2); }, 1);
 }
 
 TYPED_TEST(ExactTest, AllKeysPaddedGivesZerosAndMinusInfinityLse) {

@@ -1,7 +1,7 @@
 // Tests of the packed exact-attention kernel (detail/exact/, detail/simd/; docs/exact_kernel.md):
-// through Exact<T> (forward and decoding) against a plain double-precision reference written
-// here, plus its two internal pieces with their own contracts (the exp2 polynomial and the
-// packed layout).
+// through Exact<T> (forward and decoding) against the independent double-precision reference
+// (tests/reference/exact.hpp), plus its two internal pieces with their own contracts (the exp2
+// polynomial and the packed layout).
 
 // EIGEN_RUNTIME_NO_MALLOC lets a test assert that decoding steps do not allocate.
 #define EIGEN_RUNTIME_NO_MALLOC
@@ -15,6 +15,7 @@
 #include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/exact.hpp"
+#include "reference/exact.hpp"
 #include "support.hpp"
 
 namespace fastattn {
@@ -22,54 +23,7 @@ namespace {
 
 using test::random_mask;
 using test::random_matrix;
-
-// ---- the independent reference -----------------------------------------------------------------
-
-/// Everything that defines one exact-attention call (docs/spec/exact.md).
-struct Problem {
-  double scale = 0;          // 0: 1/sqrt(D)
-  bool causal = false;       // bottom-right: key j visible to query i iff j <= i + Nk - Nq
-  KeyMask padding;           // true = padded key
-  RowMatrix<double> bias;    // [Nq, Nk], [1, Nk] or empty, natural units
-  double alibi = 0;          // -alibi |i + Nk - Nq - j|
-};
-
-/// Softmax attention in double, straight from the definition: every logit materialized, each
-/// row's weights exp(l - max) / sum over the visible keys only; a row with no visible key is 0
-/// with lse -inf.
-RowMatrix<double> naive_attention(const RowMatrix<double>& q, const RowMatrix<double>& k,
-                                  const RowMatrix<double>& v, const Problem& pr,
-                                  std::vector<double>* lse) {
-  const Index nq = q.rows(), nk = k.rows(), delta = nk - nq;
-  const double s = pr.scale != 0 ? pr.scale : 1 / std::sqrt(double(q.cols()));
-  RowMatrix<double> out = RowMatrix<double>::Zero(nq, v.cols());
-  lse->assign(static_cast<size_t>(nq), -std::numeric_limits<double>::infinity());
-  for (Index i = 0; i < nq; ++i) {
-    std::vector<double> logit;
-    std::vector<Index> key;
-    for (Index j = 0; j < nk; ++j) {
-      if (pr.padding.size() != 0 && pr.padding[j]) continue;
-      if (pr.causal && j > i + delta) continue;
-      double b = 0;
-      if (pr.bias.size() != 0) b = pr.bias(pr.bias.rows() == 1 ? 0 : i, j);
-      if (b == -std::numeric_limits<double>::infinity()) continue;
-      logit.push_back(s * q.row(i).dot(k.row(j)) + b - pr.alibi * std::abs(double(i + delta - j)));
-      key.push_back(j);
-    }
-    if (logit.empty()) continue;
-    double mx = logit[0];
-    for (double l : logit) mx = std::max(mx, l);
-    double sum = 0;
-    for (size_t t = 0; t < logit.size(); ++t) {
-      const double w = std::exp(logit[t] - mx);
-      sum += w;
-      out.row(i) += w * v.row(key[t]);
-    }
-    out.row(i) /= sum;
-    (*lse)[size_t(i)] = mx + std::log(sum);
-  }
-  return out;
-}
+namespace ref = test::ref;
 
 // Tolerances. float: unit roundoff u = 6e-8; a logit carries about (D + 3) u |s q||k| of rounding
 // (the dot product, the scaling by s log2(e), the base-2 shift), the exp2 polynomial 2 ulp, and
@@ -94,19 +48,14 @@ class ExactKernelTest : public ::testing::Test {
   /// Runs Exact<T> with the given tiling (and LSE when asked) and checks it against the
   /// reference: outputs within the tolerance of max|out|, lse within the tolerance of
   /// 1 + |lse|, -inf exactly where the reference row is empty, and nothing non-finite.
-  void check(const Mat& q, const Mat& k, const Mat& v, const AttentionOptions& opt,
-             const Mat& bias,
+  void check(const Mat& q, const Mat& k, const Mat& v, const AttentionOptions& opt, const Mat& bias,
              ExactOptions tiling = {}, bool with_lse = true, double tol_scale = 1) {
-    Problem pr;
-    pr.scale = opt.scale;
-    pr.causal = opt.causal;
-    pr.padding = opt.key_padding;
-    pr.bias = bias.template cast<double>();
-    pr.alibi = opt.alibi_slope;
-    std::vector<double> ref_lse;
-    const RowMatrix<double> ref = naive_attention(q.template cast<double>(),
-                                                  k.template cast<double>(),
-                                                  v.template cast<double>(), pr, &ref_lse);
+    const ref::ExactSpec spec{opt.scale, opt.causal, opt.key_padding, bias.template cast<double>(),
+                              opt.alibi_slope};
+    Eigen::VectorXd ref_lse;
+    const RowMatrix<double> ref =
+        ref::exact_attention(q.template cast<double>(), k.template cast<double>(),
+                             v.template cast<double>(), spec, &ref_lse);
     Mat out(q.rows(), v.cols());
     Vector<T> lse(with_lse ? q.rows() : 0);
     Exact<T>(tiling).forward(q, k, v, out, opt, bias, lse);
@@ -116,7 +65,7 @@ class ExactKernelTest : public ::testing::Test {
     const double err = ref.size() ? (out.template cast<double>() - ref).cwiseAbs().maxCoeff() : 0;
     EXPECT_LE(err, bound);
     for (Index i = 0; i < lse.size(); ++i) {
-      const double r = ref_lse[size_t(i)];
+      const double r = ref_lse[i];
       if (std::isinf(r)) {
         EXPECT_EQ(lse[i], -std::numeric_limits<T>::infinity()) << "row " << i;
         EXPECT_TRUE(out.row(i).isZero(0)) << "empty row " << i;
@@ -132,13 +81,15 @@ TYPED_TEST_SUITE(ExactKernelTest, Types);
 
 // Tilings: the default; query blocks of one row and key blocks of one panel (every rescale and
 // block boundary exercised); blocks that divide nothing.
-ExactOptions tilings[] = {{}, {ExactKernel::Blocked, 1, 1}, {ExactKernel::Blocked, 7, 45},
+ExactOptions tilings[] = {{},
+                          {ExactKernel::Blocked, 1, 1},
+                          {ExactKernel::Blocked, 7, 45},
                           {ExactKernel::Blocked, 13, 100}};
 
 TYPED_TEST(ExactKernelTest, EveryHeadDimensionFromOneTo256) {
   using T = TypeParam;
   // D around every packet width (4, 8, 16 floats; 2, 4, 8 doubles) and register-tile width.
-  const Index dims[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  12, 15,  16,  17,  23,  24,  31,
+  const Index dims[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  12,  15,  16,  17,  23,  24,  31,
                         32, 33, 40, 47, 48, 63, 64, 65, 96, 100, 127, 128, 129, 200, 255, 256};
   std::uint64_t seed = 1;
   for (Index d : dims) {
@@ -158,8 +109,8 @@ TYPED_TEST(ExactKernelTest, OddSizesAndCausalOffsets) {
   using T = TypeParam;
   // {Nq, Nk, D, Dv}: N = 1, sizes that are multiples of no block or panel, Nq < Nk and Nq > Nk
   // (bottom-right causal offsets both ways), value widths off the packet grid.
-  const Index shapes[][4] = {{1, 1, 1, 1},      {1, 517, 64, 64},  {517, 1, 16, 3},
-                             {2, 3, 5, 7},      {33, 97, 31, 33},  {97, 33, 33, 31},
+  const Index shapes[][4] = {{1, 1, 1, 1},       {1, 517, 64, 64},    {517, 1, 16, 3},
+                             {2, 3, 5, 7},       {33, 97, 31, 33},    {97, 33, 33, 31},
                              {130, 300, 64, 48}, {300, 130, 128, 65}, {255, 257, 17, 100},
                              {64, 64, 64, 64}};
   std::uint64_t seed = 100;
@@ -169,8 +120,8 @@ TYPED_TEST(ExactKernelTest, OddSizesAndCausalOffsets) {
     for (int causal = 0; causal < 2; ++causal)
       for (const ExactOptions& tiling : tilings) {
         SCOPED_TRACE(testing::Message() << s[0] << "x" << s[1] << " D" << s[2] << " Dv" << s[3]
-                                        << (causal ? " causal" : "") << " tiles "
-                                        << tiling.block_q << "x" << tiling.block_k);
+                                        << (causal ? " causal" : "") << " tiles " << tiling.block_q
+                                        << "x" << tiling.block_k);
         AttentionOptions opt;
         opt.causal = causal;
         this->check(q, k, v, opt, RowMatrix<T>(), tiling);
@@ -185,7 +136,8 @@ TYPED_TEST(ExactKernelTest, EveryMaskBiasAlibiAndLseCombination) {
   std::uint64_t seed = 200;
   for (const auto& s : shapes) {
     const Index nq = s[0], nk = s[1];
-    const M q = random_matrix<T>(nq, s[2], seed++, 1.5), k = random_matrix<T>(nk, s[2], seed++, 1.5);
+    const M q = random_matrix<T>(nq, s[2], seed++, 1.5),
+            k = random_matrix<T>(nk, s[2], seed++, 1.5);
     const M v = random_matrix<T>(nk, s[3], seed++);
     M full_bias = random_matrix<T>(nq, nk, seed++);
     full_bias(nq / 2, nk / 3) = -std::numeric_limits<T>::infinity();  // -inf removes one entry
@@ -389,15 +341,9 @@ TYPED_TEST(ExactKernelTest, DecodingEqualsTheCausalReference) {
     opt.alibi_slope = 0.05;
     opt.key_padding = random_mask(n, 0.15, 4);
     opt.key_padding[0] = true;  // the first query sees nothing
-    Problem pr;
-    pr.scale = opt.scale;
-    pr.causal = true;
-    pr.padding = opt.key_padding;
-    pr.alibi = opt.alibi_slope;
-    std::vector<double> ref_lse;
-    const RowMatrix<double> ref = naive_attention(
-        q.template cast<double>(), k.template cast<double>(), v.template cast<double>(), pr,
-        &ref_lse);
+    const ref::ExactSpec spec{opt.scale, true, opt.key_padding, {}, opt.alibi_slope};
+    const RowMatrix<double> ref = ref::exact_attention(
+        q.template cast<double>(), k.template cast<double>(), v.template cast<double>(), spec);
     for (Index j = 0; j < n; ++j)
       if (opt.key_padding[j]) v(j, 0) = std::numeric_limits<T>::quiet_NaN();
 
@@ -412,15 +358,13 @@ TYPED_TEST(ExactKernelTest, DecodingEqualsTheCausalReference) {
       for (Index t = 0; t < n;) {
         // A prefill chunk shares one padding flag: cut it where the flag changes.
         Index len = 1;
-        while (len < chunk && t + len < n && opt.key_padding[t + len] == opt.key_padding[t])
-          ++len;
+        while (len < chunk && t + len < n && opt.key_padding[t + len] == opt.key_padding[t]) ++len;
         exact.step(state, q.middleRows(t, len), k.middleRows(t, len), v.middleRows(t, len),
                    out.middleRows(t, len), opt.key_padding[t]);
         t += len;
       }
       ASSERT_TRUE(out.allFinite());
-      const double bound =
-          Tolerance<T>::abs + Tolerance<T>::rel * ref.cwiseAbs().maxCoeff();
+      const double bound = Tolerance<T>::abs + Tolerance<T>::rel * ref.cwiseAbs().maxCoeff();
       EXPECT_LE((out.template cast<double>() - ref).cwiseAbs().maxCoeff(), bound);
       EXPECT_TRUE(out.row(0).isZero(0));
     }
@@ -433,7 +377,8 @@ TYPED_TEST(ExactKernelTest, DecodingAfterTruncateMatchesAFreshCache) {
   // Rolling back into the middle of a key panel (and to a panel boundary) and stepping on must
   // give exactly what a cache that never held the dropped tokens gives.
   const Index n = 90, d = 12, dv = 5;
-  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2),
+          v = random_matrix<T>(n, dv, 3);
   const M k2 = random_matrix<T>(n, d, 4), v2 = random_matrix<T>(n, dv, 5);
   const Exact<T> exact;
   for (Index keep : {Index(0), Index(1), Index(16), Index(37), Index(64)}) {
@@ -457,7 +402,8 @@ TYPED_TEST(ExactKernelTest, DecodingStepsDoNotAllocateOnceReserved) {
   using T = TypeParam;
   using M = RowMatrix<T>;
   const Index n = 300, d = 32, dv = 24;
-  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2), v = random_matrix<T>(n, dv, 3);
+  const M q = random_matrix<T>(n, d, 1), k = random_matrix<T>(n, d, 2),
+          v = random_matrix<T>(n, dv, 3);
   const Exact<T> exact;
   auto state = exact.make_state(dv, AttentionOptions{}, n);
   M out(1, dv);
@@ -493,7 +439,8 @@ TYPED_TEST(ExactKernelTest, Exp2IsAccurateAndExactlyZeroBelowTheRange) {
   }
   EXPECT_LE(worst, 4 * ulp);
   // At and below the cut, and at -inf: exactly 0 (a masked key gets weight exactly 0).
-  for (T x : {T(C::kLowest), T(C::kLowest) - T(0.25), T(-1e6), -std::numeric_limits<T>::infinity()}) {
+  for (T x :
+       {T(C::kLowest), T(C::kLowest) - T(0.25), T(-1e6), -std::numeric_limits<T>::infinity()}) {
     T in[lanes], res[lanes];
     for (int l = 0; l < lanes; ++l) in[l] = x;
     pstoreu(res, detail::pexp2<T>(ploadu<Packet>(in)));
@@ -522,7 +469,7 @@ TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
       for (Index j = 0; j < slots; ++j) {
         const bool present = j < nk && !pad[j];
         for (Index c = 0; c < d; ++c) ASSERT_EQ(s->key(j, c), present ? k(j, c) : T(0));
-        for (Index c = 0; c < detail::packed_value_stride<T>(dv); ++c)
+        for (Index c = 0; c < detail::packet_padded<T>(dv); ++c)
           ASSERT_EQ(s->value(j, c), present && c < dv ? v(j, c) : T(0)) << j << " " << c;
       }
       const auto view = s->view();

@@ -35,6 +35,7 @@
 #include "fastattn/favor.hpp"
 #include "fastattn/multihead.hpp"
 #include "fastattn/rfa.hpp"
+#include "reference/exact.hpp"
 #include "support.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -193,9 +194,9 @@ TYPED_TEST(ExtremesTest, LogitsUpToTenThousandStayFiniteAndExactMatchesTheRefere
     for (bool causal : {false, true}) {
       AttentionOptions opt;
       opt.causal = causal;
-      test::RefSpec spec;
+      test::ref::ExactSpec spec;
       spec.causal = causal;
-      const MatD expected = test::reference_attention(
+      const MatD expected = test::ref::exact_attention(
           q.template cast<double>(), k.template cast<double>(), v.template cast<double>(), spec);
       for (const Method<T>& m : all_methods<T>(d)) {
         const RowMatrix<T> out = run(m, q, k, v, opt);

@@ -7,23 +7,26 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "fastattn/exact.hpp"
 #include "fastattn/metrics.hpp"
+#include "reference/favor.hpp"
+#include "reference/features.hpp"
+#include "reference/linear.hpp"
+#include "reference/statistics.hpp"
 #include "support.hpp"
 
 namespace fastattn {
 namespace {
 
+namespace ref = test::ref;
 using test::near;
 using test::random_matrix;
-using test::Tol;
 using MatD = RowMatrix<double>;
 
-/// What the reference features need: kernel, logit scale s, FAVOR++ A, ReLU eps, rescaling psi
-/// (x -> psi o x for queries, y -> y / psi for keys; empty = none).
+/// What FAVOR's reference features need: kernel, logit scale s, FAVOR++ A, ReLU eps, rescaling
+/// psi (x -> psi o x for queries, y -> y / psi for keys; empty = none).
 struct RefFeatures {
   FavorKernel kernel = FavorKernel::Positive;
   double scale = 0;
@@ -32,54 +35,26 @@ struct RefFeatures {
   Eigen::VectorXd psi;
 };
 
-/// phi(x) straight from docs/spec/favor.md §3-§4, in double, with no stabilization (small inputs).
+/// phi(x) of docs/spec/favor.md §3-§4 from the reference maps (tests/reference/features.hpp), in
+/// double with no stabilization (small inputs).
 MatD ref_features(const RefFeatures& f, const MatD& w, const MatD& x, bool is_query) {
-  const Index n = x.rows(), m = w.rows(), d = x.cols();
-  const double s = f.scale != 0 ? f.scale : 1 / std::sqrt(double(d));
-  MatD out(n, f.kernel == FavorKernel::Hyperbolic ? 2 * m : m);
-  for (Index i = 0; i < n; ++i) {
-    Eigen::VectorXd xs = std::sqrt(s) * x.row(i).transpose();
-    if (f.psi.size() && is_query) xs = xs.cwiseProduct(f.psi);
-    if (f.psi.size() && !is_query) xs = xs.cwiseQuotient(f.psi);
-    const double h = 0.5 * xs.squaredNorm();
-    for (Index r = 0; r < m; ++r) {
-      const double u = w.row(r).dot(xs);
-      switch (f.kernel) {
-        case FavorKernel::Positive:
-        case FavorKernel::Smreg:
-          out(i, r) = std::exp(u - h);
-          break;
-        case FavorKernel::Hyperbolic:
-          out(i, r) = std::exp(u - h);
-          out(i, m + r) = std::exp(-u - h);
-          break;
-        case FavorKernel::Optimal:
-          out(i, r) = std::exp(f.a * w.row(r).squaredNorm() + std::sqrt(1 - 4 * f.a) * u - h);
-          break;
-        case FavorKernel::Relu:
-          out(i, r) = std::max(u, 0.0) + f.relu_eps;
-          break;
-      }
-    }
-  }
-  return out;
+  ref::FeatureSpec spec;
+  spec.input_scale = std::sqrt(f.scale != 0 ? f.scale : 1 / std::sqrt(double(x.cols())));
+  if (f.psi.size()) spec.dim_scale = is_query ? f.psi : Eigen::VectorXd(f.psi.cwiseInverse());
+  spec.optimal_a = f.a;
+  spec.relu_eps = f.relu_eps;
+  const FeatureKind kind = f.kernel == FavorKernel::Hyperbolic ? FeatureKind::Hyperbolic
+                           : f.kernel == FavorKernel::Optimal  ? FeatureKind::Optimal
+                           : f.kernel == FavorKernel::Relu     ? FeatureKind::Relu
+                                                               : FeatureKind::Positive;
+  const MatD phi = ref::features(kind, w, x, spec);
+  return ref::log_domain(kind) ? MatD(phi.unaryExpr([](double l) { return std::exp(l); })) : phi;
 }
 
-/// out_i = phi_i . sum_{j visible} phi_j v_j / phi_i . sum_{j visible} phi_j, one pair at a time.
+/// out_i = phi_i . sum_{j visible} phi_j v_j / phi_i . sum_{j visible} phi_j
+/// (reference/linear.hpp).
 MatD ref_linear(const MatD& fq, const MatD& fk, const MatD& v, bool causal, const KeyMask& pad) {
-  const Index nq = fq.rows(), nk = fk.rows();
-  MatD out = MatD::Zero(nq, v.cols());
-  for (Index i = 0; i < nq; ++i) {
-    double den = 0;
-    for (Index j = 0; j < nk; ++j) {
-      if ((pad.size() && pad[j]) || (causal && j > i + nk - nq)) continue;
-      const double w = fq.row(i).dot(fk.row(j));
-      den += w;
-      out.row(i) += w * v.row(j);
-    }
-    if (den > 0) out.row(i) /= den;
-  }
-  return out;
+  return ref::linear_attention(fq, fk, v, ref::LinearSpec{causal, pad});
 }
 
 template <class T>
@@ -119,10 +94,10 @@ TYPED_TEST(FavorTest, ForwardEqualsIndependentEvaluationForEveryKernel) {
         opt.scale = scale;
         opt.key_padding = test::random_mask(nk, 0.3, 5);
         rf.scale = scale;
-        const MatD ref = ref_linear(ref_features(rf, this->d(w), this->d(q), true),
-                                    ref_features(rf, this->d(w), this->d(k), false), this->d(v),
-                                    opt.causal, opt.key_padding);
-        EXPECT_TRUE(near(favor(q, k, v, opt), ref, kRel<T>, kRel<T>));
+        const MatD expected = ref_linear(ref_features(rf, this->d(w), this->d(q), true),
+                                         ref_features(rf, this->d(w), this->d(k), false),
+                                         this->d(v), opt.causal, opt.key_padding);
+        EXPECT_TRUE(near(favor(q, k, v, opt), expected, kRel<T>, kRel<T>));
       }
   }
 }
@@ -141,31 +116,9 @@ TYPED_TEST(FavorTest, OptimalAndRescalingFitTheirParametersFromTheData) {
   const double s = 1 / std::sqrt(double(d));
   const MatD qd = this->d(q), kd = this->d(k);
   for (int rescale = 0; rescale < 2; ++rescale) {
-    // psi_l = (sum_j y_jl^2 / sum_i x_il^2)^(1/4) over valid keys; x = sqrt(s) q, y = sqrt(s) k.
-    Eigen::VectorXd psi = Eigen::VectorXd::Ones(d), xbar = Eigen::VectorXd::Zero(d),
-                    ybar = Eigen::VectorXd::Zero(d);
-    double sx = 0, sy = 0;
-    Index valid = 0;
-    Eigen::VectorXd sum_x2 = Eigen::VectorXd::Zero(d), sum_y2 = Eigen::VectorXd::Zero(d);
-    for (Index i = 0; i < nq; ++i) sum_x2 += (qd.row(i).transpose() * std::sqrt(s)).cwiseAbs2();
-    for (Index j = 0; j < nk; ++j)
-      if (!opt.key_padding[j])
-        sum_y2 += (kd.row(j).transpose() * std::sqrt(s)).cwiseAbs2(), ++valid;
-    if (rescale)
-      for (Index l = 0; l < d; ++l) psi[l] = std::pow(sum_y2[l] / sum_x2[l], 0.25);
-    for (Index i = 0; i < nq; ++i) {
-      const Eigen::VectorXd x = std::sqrt(s) * qd.row(i).transpose().cwiseProduct(psi);
-      sx += x.squaredNorm();
-      xbar += x / double(nq);
-    }
-    for (Index j = 0; j < nk; ++j) {
-      if (opt.key_padding[j]) continue;
-      const Eigen::VectorXd y = std::sqrt(s) * kd.row(j).transpose().cwiseQuotient(psi);
-      sy += y.squaredNorm();
-      ybar += y / double(valid);
-    }
-    const double rho = (sx / double(nq) + sy / double(valid) + 2 * xbar.dot(ybar)) / double(d);
-    const double a_star = (1 - 2 * rho - std::sqrt((2 * rho + 1) * (2 * rho + 1) + 8 * rho)) / 16;
+    // psi and A* fitted from q and the valid keys (tests/reference/favor.hpp).
+    const ref::FavorFit fit = ref::favor_fit(qd, kd, opt.key_padding, s, rescale, true);
+    const double a_star = fit.a;
     ASSERT_LT(a_star, 0);
     FavorOptions fo;
     fo.kernel = FavorKernel::Optimal;
@@ -173,11 +126,11 @@ TYPED_TEST(FavorTest, OptimalAndRescalingFitTheirParametersFromTheData) {
     RefFeatures rf;
     rf.kernel = FavorKernel::Optimal;
     rf.a = a_star;
-    if (rescale) rf.psi = psi;
-    const MatD ref =
+    if (rescale) rf.psi = fit.psi;
+    const MatD expected =
         ref_linear(ref_features(rf, this->d(w), qd, true), ref_features(rf, this->d(w), kd, false),
                    this->d(v), false, opt.key_padding);
-    EXPECT_TRUE(near(Favor<T>(w, fo)(q, k, v, opt), ref, kRel<T>, kRel<T>))
+    EXPECT_TRUE(near(Favor<T>(w, fo)(q, k, v, opt), expected, kRel<T>, kRel<T>))
         << "rescale " << rescale;
   }
 }
@@ -309,9 +262,10 @@ TYPED_TEST(FavorTest, CompatModesEqualTheReferenceFormulas) {
     for (int causal = 0; causal < 2; ++causal) {
       AttentionOptions opt;
       opt.causal = causal;
-      const MatD ref = compat_attention(mode.compat, mode.kernel == FavorKernel::Relu, this->d(w),
-                                        this->d(q), this->d(k), this->d(v), causal);
-      EXPECT_TRUE(near(favor(q, k, v, opt), ref, kRel<T>, kRel<T>))
+      const MatD expected =
+          compat_attention(mode.compat, mode.kernel == FavorKernel::Relu, this->d(w), this->d(q),
+                           this->d(k), this->d(v), causal);
+      EXPECT_TRUE(near(favor(q, k, v, opt), expected, kRel<T>, kRel<T>))
           << "compat " << int(mode.compat) << " kernel " << int(mode.kernel) << " causal "
           << causal;
     }
@@ -360,19 +314,14 @@ double mean_error(FavorOptions fo, Index n, Index d, double sigma, int seeds, bo
 TEST(FavorAccuracy, ErrorDecreasesLikeInverseSqrtOfFeatures) {
   // Small-norm regime (d = 16, sigma = 0.3): the estimator's variance dominates, so the error
   // against exact attention falls like m^-1/2 (docs/spec/favor.md §10.7). Fitted log-log slope.
-  std::vector<double> log_m, log_err;
+  std::vector<double> features, errors;
   for (Index m : {32, 128, 512, 2048}) {
     FavorOptions fo;
     fo.num_features = m;
-    log_m.push_back(std::log(double(m)));
-    log_err.push_back(std::log(mean_error(fo, 256, 16, 0.3, 4)));
+    features.push_back(double(m));
+    errors.push_back(mean_error(fo, 256, 16, 0.3, 4));
   }
-  const double mx = std::accumulate(log_m.begin(), log_m.end(), 0.0) / 4;
-  const double my = std::accumulate(log_err.begin(), log_err.end(), 0.0) / 4;
-  double sxy = 0, sxx = 0;
-  for (int i = 0; i < 4; ++i)
-    sxy += (log_m[i] - mx) * (log_err[i] - my), sxx += (log_m[i] - mx) * (log_m[i] - mx);
-  const double slope = sxy / sxx;
+  const double slope = ref::loglog_slope(features, errors);
   EXPECT_GT(slope, -0.75);
   EXPECT_LT(slope, -0.35);
 }
@@ -401,13 +350,13 @@ TYPED_TEST(FavorTest, SameSeedSameProjectionAndRedrawIsExplicit) {
   Favor<T> a(32, fo), b(32, fo);
   EXPECT_TRUE((a.projection().array() == b.projection().array()).all());
   EXPECT_EQ(a.projection().rows(), 256);
-  EXPECT_EQ(a.num_features(), 256);
+  EXPECT_EQ(a.feature_dim(), 256);
   a.redraw(6);
   EXPECT_FALSE((a.projection().array() == b.projection().array()).all());
   a.redraw(5);
   EXPECT_TRUE((a.projection().array() == b.projection().array()).all());
   fo.kernel = FavorKernel::Hyperbolic;
-  EXPECT_EQ(Favor<T>(32, fo).num_features(), 512);
+  EXPECT_EQ(Favor<T>(32, fo).feature_dim(), 512);
   fo.kernel = FavorKernel::Smreg;  // fixed norms sqrt(d)
   const RowMatrix<T> w = Favor<T>(32, fo).projection();
   EXPECT_NEAR(w.rowwise().norm().minCoeff(), std::sqrt(32.0), 1e-4);

@@ -1,8 +1,8 @@
 // Replays every input of the fuzz corpus (tests/fuzz/corpus: hand-written seeds plus the inputs
 // libFuzzer found interesting, minimized with -merge=1) through the fuzz harness, so the contract
-// it checks (tests/fuzz/fuzz_attention.cpp) is re-checked on every CI run, also under ASan+UBSan,
-// without clang or libFuzzer. A violation aborts inside the harness with a description on stderr;
-// the handler below names the corpus file first.
+// it checks (tests/fuzz/, described in fuzz_attention.cpp) is re-checked on every CI run, also
+// under ASan+UBSan, without clang or libFuzzer. A violation aborts inside the harness with a
+// description on stderr; the handler below names the corpus file first.
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-// Tests of linear.hpp: the linear-attention core against an independent double-precision reference
-// that evaluates every (query, key) weight explicitly, for the non-causal, chunked causal, gated
-// and recurrent forms; plus the invariants of docs/spec/favor.md §10.
+// Tests of linear.hpp: the linear-attention core against the independent double-precision reference
+// (tests/reference/linear.hpp: every (query, key) weight evaluated explicitly), for the non-causal,
+// chunked causal, gated and recurrent forms; plus the invariants of docs/spec/favor.md §10.
 
 #include "fastattn/linear.hpp"
 
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fastattn/random.hpp"
+#include "reference/linear.hpp"
 #include "support.hpp"
 
 #if defined(_OPENMP)
@@ -20,92 +21,10 @@
 namespace fastattn {
 namespace {
 
+namespace ref = test::ref;
 using test::near;
 using test::random_matrix;
 using test::Tol;
-
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
-/// What the reference needs: causal (bottom-right), padding, log gates (empty = ungated),
-/// whether the features are log-features, and the denominator guard.
-struct NaiveSpec {
-  bool causal = false;
-  KeyMask padding;
-  std::vector<double> log_gates;
-  bool log_domain = false;
-  double den_eps = 0;
-};
-
-/// out_i = sum_j K_ij w_ij v_j / sum_j K_ij w_ij with K_ij = fq_i . fk_j (or, for log-features,
-/// sum_r exp(fq_ir + fk_jr) evaluated as a log-sum-exp), w_ij = (1 - g_j) prod_{j < l <= i+delta,
-/// l not padded} g_l. Written from the definition, one (i, j) pair at a time.
-RowMatrix<double> naive_linear(const RowMatrix<double>& fq, const RowMatrix<double>& fk,
-                               const RowMatrix<double>& v, const NaiveSpec& spec,
-                               Index* guarded = nullptr) {
-  const Index nq = fq.rows(), nk = fk.rows(), m = fq.cols(), dv = v.cols();
-  const Index delta = nk - nq;
-  auto padded = [&](Index j) { return spec.padding.size() && spec.padding[j]; };
-  auto lg = [&](Index j) { return spec.log_gates.empty() || padded(j) ? 0.0 : spec.log_gates[j]; };
-  RowMatrix<double> out = RowMatrix<double>::Zero(nq, dv);
-  if (guarded) *guarded = 0;
-  for (Index i = 0; i < nq; ++i) {
-    const Index last = spec.causal ? i + delta : nk - 1;
-    std::vector<double> log_w(size_t(std::max<Index>(nk, 0)), kNegInf);  // log of the gate weight
-    bool visible = false;
-    for (Index j = 0; j <= last && j < nk; ++j) {
-      if (padded(j)) continue;
-      double lw = spec.log_gates.empty() ? 0.0 : std::log(-std::expm1(lg(j)));
-      for (Index l = j + 1; l <= last; ++l) lw += lg(l);
-      log_w[size_t(j)] = lw;
-      visible |= lw > kNegInf;
-    }
-    if (!visible) continue;
-    if (spec.log_domain) {  // weights exp(LSE_r(fq_ir + fk_jr) + log w_ij), normalized stably
-      std::vector<double> lk(size_t(nk), kNegInf);
-      double mx = kNegInf;
-      for (Index j = 0; j < nk; ++j) {
-        if (log_w[size_t(j)] == kNegInf) continue;
-        double inner = kNegInf;
-        for (Index r = 0; r < m; ++r) inner = std::max(inner, fq(i, r) + fk(j, r));
-        double sum = 0;
-        for (Index r = 0; r < m; ++r) sum += std::exp(fq(i, r) + fk(j, r) - inner);
-        lk[size_t(j)] = inner + std::log(sum) + log_w[size_t(j)];
-        mx = std::max(mx, lk[size_t(j)]);
-      }
-      double den = 0;
-      for (Index j = 0; j < nk; ++j)
-        if (lk[size_t(j)] > kNegInf) {
-          const double p = std::exp(lk[size_t(j)] - mx);
-          den += p;
-          out.row(i) += p * v.row(j);
-        }
-      out.row(i) /= den;
-    } else {
-      double den = 0;
-      Eigen::RowVectorXd num = Eigen::RowVectorXd::Zero(dv);
-      for (Index j = 0; j < nk; ++j) {
-        if (log_w[size_t(j)] == kNegInf) continue;
-        double kij = 0;
-        for (Index r = 0; r < m; ++r) kij += fq(i, r) * fk(j, r);
-        const double w = kij * std::exp(log_w[size_t(j)]);
-        den += w;
-        num += w * v.row(j);
-      }
-      // The guard floor is relative to the row's total visible weight (LinearOptions::den_eps).
-      double mass = 0;
-      for (Index j = 0; j < nk; ++j)
-        if (log_w[size_t(j)] > kNegInf) mass += std::exp(log_w[size_t(j)]);
-      const double floor = spec.den_eps * mass;
-      if (den > floor) {
-        out.row(i) = num / den;
-      } else {
-        if (guarded) ++*guarded;
-        if (floor > 0) out.row(i) = num / floor;
-      }
-    }
-  }
-  return out;
-}
 
 template <class T>
 class LinearTest : public ::testing::Test {
@@ -140,14 +59,13 @@ TYPED_TEST(LinearTest, NonCausalMatchesNaiveReference) {
   const auto v = random_matrix<T>(nk, dv, 3);
   AttentionOptions opt;
   opt.key_padding = test::random_mask(nk, 0.3, 4);
-  NaiveSpec spec;
-  spec.padding = opt.key_padding;
-  const auto ref = naive_linear(this->d(fq), this->d(fk), this->d(v), spec);
+  const ref::LinearSpec spec{false, opt.key_padding};
+  const auto expected = ref::linear_attention(this->d(fq), this->d(fk), this->d(v), spec);
   const auto map = this->identity(m);
   for (Index chunk : {0, 1, 7, 100}) {
     RowMatrix<T> out(nq, dv);
     linear_attention<T>(map, map, fq, fk, v, out, opt, LinearOptions{chunk, 0});
-    EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>)) << "chunk " << chunk;
+    EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>)) << "chunk " << chunk;
   }
 }
 
@@ -160,15 +78,13 @@ TYPED_TEST(LinearTest, CausalChunkedEqualsNaivePrefixSumsForAnyChunkSizeAndAlign
     AttentionOptions opt;
     opt.causal = true;
     opt.key_padding = test::random_mask(nk, 0.25, 13);
-    NaiveSpec spec;
-    spec.causal = true;
-    spec.padding = opt.key_padding;
-    const auto ref = naive_linear(this->d(fq), this->d(fk), this->d(v), spec);
+    const ref::LinearSpec spec{true, opt.key_padding};
+    const auto expected = ref::linear_attention(this->d(fq), this->d(fk), this->d(v), spec);
     const auto map = this->identity(m);
     for (Index chunk : {1, 3, 7, 64, 1000}) {
       RowMatrix<T> out(nq, dv);
       linear_attention<T>(map, map, fq, fk, v, out, opt, LinearOptions{chunk, 0});
-      EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>)) << "Nq " << nq << " chunk " << chunk;
+      EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>)) << "Nq " << nq << " chunk " << chunk;
     }
   }
 }
@@ -188,7 +104,7 @@ TYPED_TEST(LinearTest, RecurrentStepEqualsCausalForward) {
   linear_attention<T>(map, map, q, k, v, expected, opt, LinearOptions{16, 0});
   for (Index j = 0; j < n; ++j)  // garbage in padded values must not matter
     if (opt.key_padding[j]) v(j, 0) = std::numeric_limits<T>::quiet_NaN();
-  LinearState<T> state(map.num_features(), dv);
+  LinearState<T> state(map.feature_dim(), dv);
   RowMatrix<T> out(n, dv);
   for (Index t = 0; t < n; ++t)
     state.step(map, map, q.row(t), k.row(t), v.row(t), out.row(t), opt.key_padding[t]);
@@ -209,24 +125,22 @@ TYPED_TEST(LinearTest, GatedChunkedEqualsGatedRecurrenceAndNaive) {
   log_gates[5] = log_gates[6] = 0;  // g = 1: these tokens are ignored
   AttentionOptions opt;
   opt.key_padding = test::random_mask(n, 0.2, 5);
-  NaiveSpec spec;
-  spec.causal = true;
-  spec.padding = opt.key_padding;
+  ref::LinearSpec spec{true, opt.key_padding};
   spec.log_gates.assign(log_gates.data(), log_gates.data() + n);
   for (auto& g : spec.log_gates) g = double(T(g));
-  const auto ref = naive_linear(this->d(fq), this->d(fk), this->d(v), spec);
+  const auto expected = ref::linear_attention(this->d(fq), this->d(fk), this->d(v), spec);
   const auto map = this->identity(m);
   for (Index chunk : {1, 4, 7, 64}) {
     RowMatrix<T> out(n, dv);
     gated_linear_attention<T>(map, map, fq, fk, v, log_gates, out, opt, LinearOptions{chunk, 0});
-    EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>)) << "chunk " << chunk;
+    EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>)) << "chunk " << chunk;
   }
   LinearState<T> state(m, dv);
   RowMatrix<T> out(n, dv);
   for (Index t = 0; t < n; ++t)
     state.gated_step(map, map, fq.row(t), fk.row(t), v.row(t), log_gates[t], out.row(t),
                      opt.key_padding[t]);
-  EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>)) << "recurrent";
+  EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>)) << "recurrent";
 }
 
 TYPED_TEST(LinearTest, GateThatKeepsOnlyTheFirstTokenGivesItsValueEverywhere) {
@@ -256,16 +170,14 @@ TYPED_TEST(LinearTest, LogDomainStabilizationCancelsExactly) {
     AttentionOptions opt;
     opt.causal = causal;
     opt.key_padding = test::random_mask(nk, 0.2, 4);
-    NaiveSpec spec;
-    spec.causal = causal;
-    spec.padding = opt.key_padding;
-    spec.log_domain = true;
-    const auto ref = naive_linear(this->d(lq), this->d(lk), this->d(v), spec);
+    const ref::LinearSpec spec{bool(causal), opt.key_padding};
+    const auto expected = ref::log_linear_attention(this->d(lq), this->d(lk), this->d(v), spec);
     for (Index chunk : {1, 5, 64}) {
       RowMatrix<T> out(nq, dv);
       linear_attention<T>(map, map, lq, lk, v, out, opt, LinearOptions{chunk, 0});
       ASSERT_TRUE(test::all_finite(out));
-      EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>)) << "causal " << causal << " chunk " << chunk;
+      EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>))
+          << "causal " << causal << " chunk " << chunk;
     }
     // Shifting every key's log-features (and one query's) by a constant changes nothing.
     RowMatrix<T> base(nq, dv), shifted(nq, dv);
@@ -283,15 +195,14 @@ TYPED_TEST(LinearTest, RecurrentLogDomainMatchesReference) {
   const double spread = std::is_same_v<T, float> ? 60 : 300;
   const auto lq = random_matrix<T>(n, m, 1, spread), lk = random_matrix<T>(n, m, 2, spread);
   const auto v = random_matrix<T>(n, dv, 3);
-  NaiveSpec spec;
+  ref::LinearSpec spec;
   spec.causal = true;
-  spec.log_domain = true;
-  const auto ref = naive_linear(this->d(lq), this->d(lk), this->d(v), spec);
+  const auto expected = ref::log_linear_attention(this->d(lq), this->d(lk), this->d(v), spec);
   const auto map = this->exponential(m);
   LinearState<T> state(m, dv);
   RowMatrix<T> out(n, dv);
   for (Index t = 0; t < n; ++t) state.step(map, map, lq.row(t), lk.row(t), v.row(t), out.row(t));
-  EXPECT_TRUE(near(out, ref, kRel<T>, kAbs<T>));
+  EXPECT_TRUE(near(out, expected, kRel<T>, kAbs<T>));
 }
 
 // ---- invariants of positive features (docs/spec/favor.md §10)
@@ -401,10 +312,11 @@ TYPED_TEST(LinearTest, SignedFeaturesDenominatorGuard) {
   const auto v = random_matrix<T>(nk, dv, 3);
   const auto map = this->identity(m);
   for (double eps : {0.0, 1e-3}) {
-    NaiveSpec spec;
+    ref::LinearSpec spec;
     spec.den_eps = eps;
     Index ref_guarded = 0;
-    const auto ref = naive_linear(this->d(fq), this->d(fk), this->d(v), spec, &ref_guarded);
+    const auto expected =
+        ref::linear_attention(this->d(fq), this->d(fk), this->d(v), spec, &ref_guarded);
     RowMatrix<T> out(nq, dv);
     const LinearStats stats =
         linear_attention<T>(map, map, fq, fk, v, out, AttentionOptions{}, LinearOptions{0, eps});
@@ -412,7 +324,7 @@ TYPED_TEST(LinearTest, SignedFeaturesDenominatorGuard) {
     EXPECT_GT(ref_guarded, 0) << "the data should produce non-positive denominators";
     EXPECT_EQ(stats.guarded_rows, ref_guarded);
     // Rows near the guard threshold are ill-conditioned; compare relative to the output scale.
-    EXPECT_TRUE(near(out, ref, 1e3 * Tol<T>::rel, 1e3 * Tol<T>::abs)) << "eps " << eps;
+    EXPECT_TRUE(near(out, expected, 1e3 * Tol<T>::rel, 1e3 * Tol<T>::abs)) << "eps " << eps;
   }
 }
 
@@ -465,7 +377,7 @@ TYPED_TEST(LinearTest, BadInputThrowsWithUsefulMessage) {
   msg = test::invalid_argument_message(
       [&] { gated_linear_attention<T>(map4, map4, q, k, v, positive_log_gate, out); });
   EXPECT_NE(msg.find("<= 0"), std::string::npos) << msg;
-  LinearState<T> state(map4.num_features(), 2);
+  LinearState<T> state(map4.feature_dim(), 2);
   RowMatrix<T> out_t(1, 2);
   msg = test::invalid_argument_message(
       [&] { state.step(map4, map4, q.topRows(1), k.topRows(1), v.topRows(2), out_t); });
@@ -473,7 +385,7 @@ TYPED_TEST(LinearTest, BadInputThrowsWithUsefulMessage) {
   EXPECT_THROW(LinearState<T>(0, 2), std::invalid_argument);
   // Checked before the buffers are sized (a negative size used to reach Eigen's allocator).
   msg = test::invalid_argument_message([&] { LinearState<T>(-3, 2); });
-  EXPECT_NE(msg.find("num_features must be >= 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("feature_dim must be >= 1"), std::string::npos) << msg;
 }
 
 }  // namespace

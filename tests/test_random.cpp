@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "reference/kernels.hpp"
+#include "reference/statistics.hpp"
 #include "support.hpp"
 
 namespace fastattn {
@@ -26,39 +28,11 @@ namespace {
 
 using test::invalid_argument_message;
 
-constexpr double kPi = 3.14159265358979323846;
-constexpr double kSe = 4;  // every statistical comparison: |sample mean - exact| <= 4 SE
-
-/// Mean and standard error of a sample (Welford's running moments).
-class Moments {
- public:
-  void add(double v) {
-    ++n_;
-    const double delta = v - mean_;
-    mean_ += delta / static_cast<double>(n_);
-    m2_ += delta * (v - mean_);
-  }
-  double mean() const { return mean_; }
-  double variance() const { return m2_ / static_cast<double>(n_ - 1); }
-  double se() const { return std::sqrt(variance() / static_cast<double>(n_)); }
-  long count() const { return n_; }
-
- private:
-  long n_ = 0;
-  double mean_ = 0, m2_ = 0;
-};
-
-/// |mean - expected| <= k SE; prints the observed margin in SE so the test log documents it.
-::testing::AssertionResult within_se(const std::string& what, const Moments& s, double expected,
-                                     double k = kSe) {
-  const double z = (s.mean() - expected) / s.se();
-  std::printf("[ stats    ] %s: mean %.6g vs %.6g, %+.2f SE (SE %.3g, n %ld)\n", what.c_str(),
-              s.mean(), expected, z, s.se(), s.count());
-  if (std::abs(z) <= k) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": mean " << s.mean() << " vs expected " << expected << " is " << z
-         << " SE away (SE " << s.se() << ", n " << s.count() << "), more than " << k;
-}
+namespace ref = test::ref;
+using ref::kPi;
+using ref::kSe;
+using ref::Moments;
+using ref::within_se;
 
 /// E|g| for g ~ N(0, I_d): the mean of the chi_d distribution, sqrt(2) Gamma((d+1)/2) / Gamma(d/2).
 double chi_mean(Index d) {
@@ -438,8 +412,8 @@ TEST(OrthogonalProjection, SignFixMakesEveryDirectionCoordinateMeanZero) {
 
 TEST(OrthogonalProjection, UnfixedCompatVariantReproducesTheReferenceBias) {
   // detail::orthogonal_projection_impl(sign_fix = false) exists to reproduce the references
-  // (docs/spec/favor.md §11, §13.1): Householder blocks whose row 0 has a negative first coordinate in
-  // every draw, still orthonormal within a block, with chi_d norms. With sign_fix = true it is
+  // (docs/spec/favor.md §11, §13.1): Householder blocks whose row 0 has a negative first coordinate
+  // in every draw, still orthonormal within a block, with chi_d norms. With sign_fix = true it is
   // orthogonal_projection itself. d = 4, m = 11, 2000 draws (seed 505).
   const Index d = 4, m = 11;
   Moments sq_norm;

@@ -15,100 +15,19 @@
 #include <utility>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/eva_chunks.hpp"
-#include "fastattn/detail/eva_geometry.hpp"
-#include "fastattn/detail/eva_state.hpp"
-#include "fastattn/detail/eva_window.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/eva/chunks.hpp"
+#include "fastattn/detail/eva/config.hpp"
+#include "fastattn/detail/eva/geometry.hpp"
+#include "fastattn/detail/eva/projection.hpp"
+#include "fastattn/detail/eva/window.hpp"
+#include "fastattn/eva_options.hpp"
+#include "fastattn/eva_state.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn {
-
-/// Which EVA estimator Eva<T> computes (docs/spec/eva.md §5).
-enum class EvaSemantics {
-  /// The official code's eval-mode output: overlapping chunks, divisor counting invalid slots,
-  /// every chunk (also those inside the window) in every softmax, no chunk-size factor.
-  Reference,
-  /// The paper's estimator over a true partition: disjoint chunks, chunks inside the query's
-  /// window excluded, chunk logits + ln n_c. With one window covering the sequence it is exact
-  /// softmax attention.
-  Disjoint,
-};
-
-/// Configuration of Eva<T> (docs/spec/eva.md §5.1).
-struct EvaOptions {
-  /// W: window length (1-D) or window tile side (2-D).
-  Index window = 0;
-  /// e: extra key slots before (and, non-causal, after) each window; in Reference also the chunk
-  /// extension of non-causal chunks. Official: max(1, W/2) non-causal, W causal, when overlapping.
-  Index ext = 0;
-  /// C: chunk length L = floor(n_p / C) (2-D: side floor(sqrt(floor(n / C)))). Exactly one of
-  /// num_chunks and chunk_size is set.
-  Index num_chunks = 0;
-  /// L directly (2-D: the chunk tile side).
-  Index chunk_size = 0;
-  EvaSemantics semantics = EvaSemantics::Reference;
-  /// mu_c = mu_scale (f_q(qbar_c) + f_k(kbar_c)); < 0 selects the reference default (1/2
-  /// non-causal, 1 causal); 0 gives mu = 0.
-  double mu_scale = -1;
-  /// Both > 0: 2-D mode over a row-major H x W token grid (non-causal; n = H * W).
-  Index grid_height = 0, grid_width = 0;
-};
-
-/// An adaptive projection x [D] -> LayerNorm?(x W^T + b) (official adaptive_mu_q / adaptive_mu_k).
-template <class T>
-struct EvaProjection {
-  RowMatrix<T> weight;  ///< [D, D], applied as x W^T.
-  Vector<T> bias;       ///< [D].
-  /// [D] each, or both empty for no LayerNorm (biased variance, eps 1e-5, after the Linear).
-  Vector<T> ln_gamma, ln_beta;
-};
-
-/// Learned parameters of one Eva head (shared by all heads of a layer in the official code).
-template <class T>
-struct EvaParams {
-  /// Adaptive projections of the chunk means; absent = identity.
-  std::optional<EvaProjection<T>> mu_q, mu_k;
-  /// Optional additive local-window bias (spec §3.6), the same for every window:
-  /// [W, S_w] in 1-D (S_w = W + 2e non-causal, W + e causal), [W^2, (W + 2e)^2] in 2-D, indexed
-  /// [query in window, key slot in window]; empty = none.
-  RowMatrix<T> local_bias;
-};
-
-namespace detail {
-/// Flattens EvaOptions for the detail layer.
-inline EvaConfig eva_config(const EvaOptions& o) {
-  EvaConfig c;
-  c.window = o.window;
-  c.ext = o.ext;
-  c.num_chunks = o.num_chunks;
-  c.chunk_size = o.chunk_size;
-  c.grid_height = o.grid_height;
-  c.grid_width = o.grid_width;
-  c.disjoint = o.semantics == EvaSemantics::Disjoint;
-  return c;
-}
-
-/// A view of an optional projection (identity when absent).
-template <class T>
-EvaMap<T> eva_map(const std::optional<EvaProjection<T>>& p) {
-  EvaMap<T> m;
-  if (!p) return m;
-  m.weight = &p->weight;
-  m.bias = &p->bias;
-  if (p->ln_gamma.size() != 0) {
-    m.ln_gamma = &p->ln_gamma;
-    m.ln_beta = &p->ln_beta;
-  }
-  return m;
-}
-}  // namespace detail
-
-/// Per-chunk intermediates of one EVA call (Eva::chunk_stats): kt [C', D] (k~_c), mu [C', D],
-/// beta [C', Dv], offset [C'] (Disjoint: ln n_c; Reference: 0). For debugging and parity checks.
-template <class T>
-using EvaChunkStats = detail::EvaChunkStats<T>;
 
 /// EVA attention (self-attention: Nq = Nk) over one head.
 ///
@@ -123,19 +42,16 @@ class Eva {
 
  public:
   /// The causal decoding state (spec §6); see make_state() and step().
-  using State = detail::EvaState<T>;
+  using State = EvaState<T>;
 
-  /// Validates everything that does not depend on the input; throws std::invalid_argument.
-  Eva(Index head_dim, EvaOptions options, EvaParams<T> params = {})
-      : head_dim_(head_dim), options_(options), params_(std::move(params)) {
+  /// Validates everything that does not depend on the input and resolves the defaults once;
+  /// throws std::invalid_argument.
+  explicit Eva(Index head_dim, EvaOptions options, EvaParams<T> params = {})
+      : head_dim_(head_dim),
+        options_(options),
+        config_(detail::make_eva_config(options)),
+        params_(std::move(params)) {
     FASTATTN_CHECK(head_dim >= 1, "Eva: head_dim must be at least 1, got " << head_dim);
-    FASTATTN_CHECK(options.grid_height >= 0 && options.grid_width >= 0,
-                   "Eva: options.grid_height and options.grid_width must be >= 0, got "
-                       << options.grid_height << " x " << options.grid_width);
-    detail::check_eva_config(detail::eva_config(options));
-    FASTATTN_CHECK(
-        std::isfinite(options.mu_scale),
-        "Eva: options.mu_scale must be finite (< 0 selects the default), got " << options.mu_scale);
     if (params_.mu_q) check_projection("params.mu_q", *params_.mu_q);
     if (params_.mu_k) check_projection("params.mu_k", *params_.mu_k);
     const RowMatrix<T>& b = params_.local_bias;
@@ -171,11 +87,12 @@ class Eva {
     const char* fn = "Eva::forward";
     check_call(fn, q, k, v, out, opt);
     if (q.rows() == 0) return;
+    detail::SerialEigenScope serial_eigen;
     const detail::EvaGeometry g =
-        detail::resolve_eva_geometry(detail::eva_config(options_), q.rows(), opt.causal, fn);
+        detail::resolve_eva_geometry(config_, q.rows(), opt.causal, fn);
     check_bias(fn, g);
     const T scale = static_cast<T>(detail::resolve_scale(opt, head_dim_));
-    detail::EvaChunkStats<T> stats;
+    EvaChunkStats<T> stats;
     detail::EvaChunkWorkspace<T> ws;
     detail::compute_eva_chunk_stats<T>(g, chunk_rule(scale, opt.causal), q, k, v, opt.key_padding,
                                        stats, ws);
@@ -200,10 +117,11 @@ class Eva {
     const char* fn = "Eva::chunk_stats";
     RowMatrix<T> unused(q.rows(), v.cols());
     check_call(fn, q, k, v, unused, opt);
-    detail::EvaChunkStats<T> stats;
+    EvaChunkStats<T> stats;
     if (q.rows() == 0) return stats;
+    detail::SerialEigenScope serial_eigen;
     const detail::EvaGeometry g =
-        detail::resolve_eva_geometry(detail::eva_config(options_), q.rows(), opt.causal, fn);
+        detail::resolve_eva_geometry(config_, q.rows(), opt.causal, fn);
     const T scale = static_cast<T>(detail::resolve_scale(opt, head_dim_));
     detail::EvaChunkWorkspace<T> ws;
     detail::compute_eva_chunk_stats<T>(g, chunk_rule(scale, opt.causal), q, k, v, opt.key_padding,
@@ -212,53 +130,53 @@ class Eva {
   }
 
   /// A decoding state for outputs of Dv = value_dim columns, with the default scale. Needs
-  /// options.chunk_size (num_chunks derives L from the sequence length: use the overload below).
-  State make_state(Index value_dim) const { return make_state(value_dim, AttentionOptions{}, 0); }
+  /// options.chunk_size (num_chunks derives L from the sequence length: use the overload with an
+  /// EvaSequenceLength).
+  State make_state(Index value_dim) const { return make_state(value_dim, AttentionOptions{}); }
 
-  /// A decoding state for outputs of Dv = value_dim columns. opt supplies the scale (decoding is
-  /// always causal; opt.causal is ignored; key_padding must be empty: pass padding per token to
-  /// step()). seq_len > 0 declares the sequence length n: required with options.num_chunks (L =
-  /// floor(n_p / C) as in the parallel forward over n tokens), checked against the same domain as
-  /// forward(), and used to reserve capacity; step() then accepts at most n tokens. seq_len = 0:
-  /// unbounded (needs chunk_size), with the domain that holds for every length.
-  State make_state(Index value_dim, const AttentionOptions& opt, Index seq_len = 0) const {
+  /// An unbounded decoding state for outputs of Dv = value_dim columns (needs options.chunk_size).
+  /// opt supplies the scale (decoding is always causal; opt.causal is ignored; key_padding must be
+  /// empty: pass padding per token to step()). `capacity` reserves room for that many tokens
+  /// (a hint, as for Exact::make_state: the state grows past it).
+  State make_state(Index value_dim, const AttentionOptions& opt, Index capacity = 0) const {
     const char* fn = "Eva::make_state";
-    FASTATTN_CHECK(value_dim >= 0, fn << ": value_dim must be >= 0, got " << value_dim);
-    FASTATTN_CHECK(seq_len >= 0, fn << ": seq_len must be >= 0 (0 = unbounded), got " << seq_len);
-    FASTATTN_CHECK(options_.grid_height == 0,
-                   fn << ": decoding is causal and the 2-D mode (options.grid_height/grid_width) "
-                         "is non-causal only");
-    FASTATTN_CHECK(opt.key_padding.size() == 0,
-                   fn << ": opt.key_padding must be empty (got length " << opt.key_padding.size()
-                      << "); pass each token's padding to step(..., padded)");
-    check_no_alibi(fn, opt);
-    detail::check_scale_and_slope<T>(fn, opt);
-    const detail::EvaConfig c = detail::eva_config(options_);
-    Index chunk = c.chunk_size;
-    if (seq_len > 0) {
-      chunk = detail::resolve_eva_geometry(c, seq_len, true, fn).cols.chunk;
+    FASTATTN_CHECK(capacity >= 0, fn << ": capacity must be >= 0, got " << capacity);
+    check_make_state(fn, value_dim, opt);
+    const detail::EvaConfig& c = config_;
+    FASTATTN_CHECK(c.chunk_size > 0,
+                   fn << ": options.num_chunks = " << c.num_chunks
+                      << " derives the chunk length from the sequence length; pass "
+                         "EvaSequenceLength{n} (or set options.chunk_size instead)");
+    const Index chunk = c.chunk_size;
+    if (c.disjoint) {
+      FASTATTN_CHECK(c.window % chunk == 0 && c.ext % chunk == 0,
+                     fn << ": unbounded Disjoint decoding needs options.chunk_size = " << chunk
+                        << " to divide window (" << c.window << ") and ext (" << c.ext
+                        << ") so that every window's key range starts and ends on chunk "
+                           "boundaries; or pass EvaSequenceLength{n}");
     } else {
-      FASTATTN_CHECK(c.chunk_size > 0,
-                     fn << ": options.num_chunks = " << c.num_chunks
-                        << " derives the chunk length from the sequence length; pass seq_len "
-                           "(or set options.chunk_size instead)");
-      if (c.disjoint) {
-        FASTATTN_CHECK(c.window % chunk == 0 && c.ext % chunk == 0,
-                       fn << ": unbounded Disjoint decoding needs options.chunk_size = " << chunk
-                          << " to divide window (" << c.window << ") and ext (" << c.ext
-                          << ") so that every window's key range starts and ends on chunk "
-                             "boundaries; or pass seq_len");
-      } else {
-        FASTATTN_CHECK(chunk <= c.window && c.window % chunk == 0,
-                       fn << ": causal Reference with options.chunk_size = " << chunk
-                          << " needs chunk_size <= window and window % chunk_size == 0 (window = "
-                          << c.window << "), as asserted by the official code");
-      }
+      FASTATTN_CHECK(chunk <= c.window && c.window % chunk == 0,
+                     fn << ": causal Reference with options.chunk_size = " << chunk
+                        << " needs chunk_size <= window and window % chunk_size == 0 (window = "
+                        << c.window << "), as asserted by the official code");
     }
-    State s;
-    s.init(head_dim_, value_dim, c.window, c.ext, chunk, seq_len, c.disjoint,
-           static_cast<T>(detail::resolve_scale(opt, head_dim_)));
+    State s(c, head_dim_, value_dim, chunk, 0,
+            static_cast<T>(detail::resolve_scale(opt, head_dim_)));
+    s.reserve(capacity);
     return s;
+  }
+
+  /// A decoding state for a sequence of exactly `length.tokens` = n tokens (at most n steps):
+  /// required with options.num_chunks (L = floor(n_p / C) as in the parallel forward over n
+  /// tokens), and checked against the same domain as forward() on n tokens. Otherwise as above.
+  State make_state(Index value_dim, const AttentionOptions& opt, EvaSequenceLength length) const {
+    const char* fn = "Eva::make_state";
+    FASTATTN_CHECK(length.tokens >= 1,
+                   fn << ": the sequence length must be >= 1, got " << length.tokens);
+    check_make_state(fn, value_dim, opt);
+    const Index chunk = detail::resolve_eva_geometry(config_, length.tokens, true, fn).cols.chunk;
+    return State(config_, head_dim_, value_dim, chunk, length.tokens,
+                 static_cast<T>(detail::resolve_scale(opt, head_dim_)));
   }
 
   /// One token: q_t [1, D], k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]. Feeding tokens 0..n-1 equals
@@ -273,34 +191,45 @@ class Eva {
   void step(State& s, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, MatRef<T> out_t,
             bool padded) const {
     const char* fn = "Eva::step";
-    const detail::EvaConfig c = detail::eva_config(options_);
-    FASTATTN_CHECK(s.d_ == head_dim_ && s.window_ == c.window && s.ext_ == c.ext &&
-                       s.disjoint_ == c.disjoint &&
-                       (c.chunk_size > 0 ? s.chunk_ == c.chunk_size : s.max_tokens_ > 0),
+    FASTATTN_CHECK(s.made_for(config_, head_dim_),
                    fn << ": the state was not made by an Eva with these options (use this "
                          "object's make_state)");
     FASTATTN_CHECK(
         q_t.rows() == 1 && q_t.cols() == head_dim_ && k_t.rows() == 1 && k_t.cols() == head_dim_,
         fn << ": q_t " << detail::shape(q_t) << " and k_t " << detail::shape(k_t)
            << " must be [1, D] = [1, " << head_dim_ << "]");
-    FASTATTN_CHECK(
-        v_t.rows() == 1 && v_t.cols() == s.dv_ && out_t.rows() == 1 && out_t.cols() == s.dv_,
-        fn << ": v_t " << detail::shape(v_t) << " and out_t " << detail::shape(out_t)
-           << " must be [1, Dv] = [1, " << s.dv_ << "] (the state's value_dim)");
+    const Index dv = s.value_dim();
+    FASTATTN_CHECK(v_t.rows() == 1 && v_t.cols() == dv && out_t.rows() == 1 && out_t.cols() == dv,
+                   fn << ": v_t " << detail::shape(v_t) << " and out_t " << detail::shape(out_t)
+                      << " must be [1, Dv] = [1, " << dv << "] (the state's value_dim)");
     FASTATTN_CHECK(!detail::overlaps(out_t, q_t) && !detail::overlaps(out_t, k_t) &&
                        !detail::overlaps(out_t, v_t),
                    fn << ": out_t must not share memory with q_t, k_t or v_t");
-    FASTATTN_CHECK(s.max_tokens_ == 0 || s.t_ < s.max_tokens_,
-                   fn << ": the state was made for seq_len = " << s.max_tokens_
+    FASTATTN_CHECK(s.max_tokens() == 0 || s.tokens() < s.max_tokens(),
+                   fn << ": the state was made for a sequence of " << s.max_tokens()
                       << " tokens, and all of them have been consumed");
     const RowMatrix<T>& bias = params_.local_bias;
-    FASTATTN_CHECK(bias.size() == 0 || bias.cols() == c.window + c.ext,
+    FASTATTN_CHECK(bias.size() == 0 || bias.cols() == config_.window + config_.ext,
                    fn << ": params.local_bias " << detail::shape(bias) << " must be [W, W + e] = ["
-                      << c.window << ", " << c.window + c.ext << "] for causal decoding");
-    s.step(chunk_rule(s.scale_, true), bias, q_t, k_t, v_t, padded, out_t);
+                      << config_.window << ", " << config_.window + config_.ext
+                      << "] for causal decoding");
+    detail::SerialEigenScope serial_eigen;
+    s.step(chunk_rule(s.scale(), true), bias, q_t, k_t, v_t, padded, out_t);
   }
 
  private:
+  void check_make_state(const char* fn, Index value_dim, const AttentionOptions& opt) const {
+    FASTATTN_CHECK(value_dim >= 0, fn << ": value_dim must be >= 0, got " << value_dim);
+    FASTATTN_CHECK(options_.grid_height == 0,
+                   fn << ": decoding is causal and the 2-D mode (options.grid_height/grid_width) "
+                         "is non-causal only");
+    FASTATTN_CHECK(opt.key_padding.size() == 0,
+                   fn << ": opt.key_padding must be empty (got length " << opt.key_padding.size()
+                      << "); pass each token's padding to step(..., padded)");
+    check_no_alibi(fn, opt);
+    detail::check_scale_and_slope<T>(fn, opt);
+  }
+
   void check_projection(const char* name, const EvaProjection<T>& p) const {
     const Index d = head_dim_;
     FASTATTN_CHECK(p.weight.rows() == d && p.weight.cols() == d,
@@ -354,13 +283,14 @@ class Eva {
     r.f_q = detail::eva_map(params_.mu_q);
     r.f_k = detail::eva_map(params_.mu_k);
     r.scale = scale;
-    r.mu_scale = static_cast<T>(options_.mu_scale < 0 ? (causal ? 1.0 : 0.5) : options_.mu_scale);
-    r.disjoint = options_.semantics == EvaSemantics::Disjoint;
+    r.mu_scale = static_cast<T>(config_.mu_scale(causal));
+    r.disjoint = config_.disjoint;
     return r;
   }
 
   Index head_dim_;
   EvaOptions options_;
+  detail::EvaConfig config_;  // options_ validated, defaults resolved (once)
   EvaParams<T> params_;
 };
 

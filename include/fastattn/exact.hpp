@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/eigen_threads.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
 #include "fastattn/detail/exact/packed_decode.hpp"
 #include "fastattn/detail/exact/packed_kernel.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
-#include "fastattn/detail/exact_reference.hpp"
+#include "fastattn/detail/exact/reference.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -148,11 +148,11 @@ class Exact {
     void grow(Index tokens) {
       if (tokens <= cache_.capacity()) return;
       cache_.reserve(std::max({tokens, 2 * cache_.capacity(), Index(64)}));
-      decode_.reserve(head_dim_, cache_.capacity(), detail::packed_value_stride<T>(value_dim_));
+      decode_.reserve(head_dim_, cache_.capacity(), detail::packet_padded<T>(value_dim_));
     }
 
     detail::PackedKvStorage<T> cache_;
-    detail::DecodeWorkspace<T> decode_;    // buffers of a one-token step
+    detail::DecodeWorkspace<T> decode_;   // buffers of a one-token step
     detail::PackedWorkspace<T> prefill_;  // buffers of a chunked prefill
     Index requested_ = 0, head_dim_ = 0;
     Index value_dim_;

@@ -20,8 +20,11 @@
 #include <vector>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/favor_compat.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/favor/compat.hpp"
+#include "fastattn/detail/linear/random_feature_method.hpp"
+#include "fastattn/favor_options.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
 #include "fastattn/options.hpp"
@@ -30,171 +33,63 @@
 
 namespace fastattn {
 
-/// The kernel estimator of Favor<T> (docs/spec/favor.md §3-§5).
-enum class FavorKernel {
-  Positive,    ///< FAVOR+: exp(w.x - |x|^2/2), m features
-  Hyperbolic,  ///< [exp(w.x - |x|^2/2), exp(-w.x - |x|^2/2)], 2m features; lower variance
-  Optimal,     ///< FAVOR++ / OPRF: exp(A|w|^2 + sqrt(1-4A) w.x - |x|^2/2) with the optimal A
-  Relu,        ///< Performer's generalized attention relu(w.x) + eps: a different kernel
-  Smreg,       ///< positive features with fixed row norms sqrt(d): the regularized softmax kernel
-};
-
-/// Configuration of Favor<T>. Defaults: FAVOR+ with 256 orthogonal projections.
-struct FavorOptions {
-  /// m, the number of projections; 0 = 256 (the paper's experiments and google's default; for
-  /// D = 64 it is close to the d ln d = 266 that the theory asks for). Hyperbolic has 2m features.
-  Index num_features = 0;
-  FavorKernel kernel = FavorKernel::Positive;
-  Projection projection = Projection::Orthogonal;
-  std::uint64_t seed = 0;
-  /// FAVOR++ parameter A (< 1/8). NaN = the optimal A* computed from each call's data
-  /// (non-causal only: in causal use A would depend on future tokens, so it must be fixed).
-  double optimal_a = std::numeric_limits<double>::quiet_NaN();
-  /// Diagonal asymmetric rescaling x -> psi o x, y -> y / psi fitted per call (exact, lowers the
-  /// variance when query and key scales differ per dimension). Non-causal only.
-  bool rescale = false;
-  /// eps added to Relu features (Performer's default 1e-3).
-  double relu_eps = 1e-3;
-  /// Rows per chunk of the linear-attention core; 0 = its default.
-  Index chunk_size = 0;
-  /// Reproduce a reference implementation's formulas (docs/spec/favor.md §11); parity only, never
-  /// the default: they carry an additive eps that biases outputs, and cannot decode.
-  FavorCompat compat = FavorCompat::None;
-
-  /// The lower-variance preset: hyperbolic features on simplex projections (docs/spec/favor.md §8,
-  /// §12).
-  static FavorOptions best() {
-    FavorOptions o;
-    o.kernel = FavorKernel::Hyperbolic;
-    o.projection = Projection::Simplex;
-    return o;
-  }
-};
-
 /// FAVOR attention: out ~ softmax(s q k^T) v in O(N m D) time and O(N + m D) extra memory.
-///
-/// Thread safety: const members may be called concurrently; redraw() may not run concurrently
-/// with anything else on the same object.
+/// (Thread safety: see RandomFeatureMethod.)
 template <class T>
-class Favor {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "fastattn::Favor<T>: T must be float or double");
+class Favor : public detail::RandomFeatureMethod<Favor<T>, T> {
+  using Base = detail::RandomFeatureMethod<Favor<T>, T>;
+  friend Base;
 
  public:
+  using typename Base::State;
+
   /// Draws an [m, head_dim] projection from options.seed.
-  Favor(Index head_dim, FavorOptions options = {}) : options_(validated(options)) {
-    FASTATTN_CHECK(head_dim >= 1, "Favor: head_dim must be at least 1, got " << head_dim);
-    head_dim_ = head_dim;
+  explicit Favor(Index head_dim, FavorOptions options = {}) : options_(validated(options)) {
+    this->set_head_dim(head_dim);
     draw(options_.seed);
   }
 
   /// Uses the caller's projection [m, D] (learned, shared, or ported from another implementation);
   /// options.num_features must be 0 or m, and options.projection/seed are not used.
-  Favor(RowMatrix<T> projection, FavorOptions options = {}) : options_(validated(options)) {
-    FASTATTN_CHECK(projection.rows() >= 1 && projection.cols() >= 1,
-                   "Favor: projection " << detail::shape(projection) << " must be non-empty");
-    FASTATTN_CHECK(options.num_features == 0 || options.num_features == projection.rows(),
-                   "Favor: num_features = " << options.num_features << " but projection "
-                                            << detail::shape(projection) << " has "
-                                            << projection.rows() << " rows");
-    head_dim_ = projection.cols();
-    caller_projection_ = true;
-    set_projection(std::move(projection));
-  }
-
-  /// Draws a new projection from `seed` (explicit; nothing is ever redrawn implicitly). Not for a
-  /// Favor built from a caller's projection (it would be replaced by a default one): that throws.
-  void redraw(std::uint64_t seed) {
-    FASTATTN_CHECK(!caller_projection_,
-                   "Favor::redraw: this Favor uses a caller-supplied "
-                   "projection; construct a new Favor with the new projection");
-    options_.seed = seed;
-    draw(seed);
+  explicit Favor(RowMatrix<T> projection, FavorOptions options = {})
+      : options_(validated(options)) {
+    this->set_caller_projection(std::move(projection), options.num_features);
+    build_maps();
   }
 
   /// The options (options().seed is the seed of the current projection).
   const FavorOptions& options() const { return options_; }
-  /// The projection W [m, D].
-  const RowMatrix<T>& projection() const { return projection_; }
-  /// D, the head dimension of q and k.
-  Index head_dim() const { return head_dim_; }
-  /// M, the number of features (2m for Hyperbolic).
-  Index num_features() const { return maps_->query.num_features(); }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv]. causal and key_padding apply; alibi is
   /// rejected (a factorized kernel cannot represent it).
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
                const AttentionOptions& opt = {}) const {
-    detail::check_qkv<T>("Favor::forward", q, k, v, out, opt);
-    FASTATTN_CHECK(q.cols() == head_dim_,
-                   "Favor::forward: q " << detail::shape(q)
-                                        << " must have D = head_dim = " << head_dim_ << " columns");
-    FASTATTN_CHECK(opt.alibi_slope == 0,
-                   "Favor::forward: ALiBi (alibi_slope = " << opt.alibi_slope
-                                                           << ") cannot be represented by random "
-                                                              "features; use Exact");
+    this->check_call("forward", q, k, v, out, opt);
+    detail::SerialEigenScope serial_eigen;
     if (options_.compat != FavorCompat::None) {
       FASTATTN_CHECK(opt.scale == 0,
                      "Favor::forward: compat mode reproduces the reference's "
                      "fixed D^-1/2 scale; scale must be 0");
       detail::favor_compat_forward<T>(options_.compat, options_.kernel == FavorKernel::Relu,
-                                      projection_, q, k, v, out, opt.causal, opt.key_padding);
+                                      this->projection(), q, k, v, out, opt.causal,
+                                      opt.key_padding);
       return;
     }
-    const bool data_dependent = options_.rescale || needs_auto_a();
-    FASTATTN_CHECK(!(opt.causal && data_dependent),
+    FASTATTN_CHECK(!(opt.causal && data_dependent()),
                    "Favor::forward: causal attention needs data-independent features: set "
                    "optimal_a to a fixed value and rescale = false (A and psi fitted per call "
                    "would depend on future tokens)");
-    const double scale = detail::resolve_scale(opt, head_dim_);
-    check_positive_scale("Favor::forward", scale);
-    LinearOptions lopt{options_.chunk_size, 0};
-    if (!data_dependent && scale == default_scale()) {
-      linear_attention<T>(maps_->query, maps_->key, q, k, v, out, opt, lopt);
+    const double scale = detail::resolve_scale(opt, this->head_dim());
+    check_positive_scale("forward", scale);
+    if (!data_dependent()) {
+      this->run_fixed_maps(q, k, v, out, opt);
       return;
     }
     const Maps maps = make_maps(scale, &q, &k, &opt.key_padding);
-    linear_attention<T>(maps.query, maps.key, q, k, v, out, opt, lopt);
+    detail::SingleHead<T> head(q, out);
+    detail::linear_attention_heads<T>(maps.query, maps.key, head.heads(), k, v, opt,
+                                      linear_options());
   }
-
-  /// Grouped-query attention: query heads q[g] [Nq, D] sharing k [Nk, D], v [Nk, Dv] ->
-  /// out[g] [Nq, Dv]; the key-side work is done once for the group. Each result equals forward()
-  /// on that head. (With per-call fitted parameters, FAVOR++'s A* or rescaling, each head is fitted
-  /// on its own queries, so the heads are computed one by one.)
-  void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
-                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const {
-    FASTATTN_CHECK(q.size() == out.size(), "Favor::forward_group: " << q.size()
-                                                                    << " query heads but "
-                                                                    << out.size() << " outputs");
-    const bool data_dependent = options_.rescale || needs_auto_a();
-    if (options_.compat != FavorCompat::None || data_dependent ||
-        detail::resolve_scale(opt, head_dim_) != default_scale()) {
-      for (std::size_t g = 0; g < q.size(); ++g) forward(q[g], k, v, out[g], opt);
-      return;
-    }
-    for (const auto& qg : q)
-      FASTATTN_CHECK(qg.cols() == head_dim_, "Favor::forward_group: q "
-                                                 << detail::shape(qg)
-                                                 << " must have D = head_dim = " << head_dim_);
-    FASTATTN_CHECK(opt.alibi_slope == 0,
-                   "Favor::forward_group: ALiBi cannot be represented by "
-                   "random features; use Exact");
-    grouped_linear_attention<T>(maps_->query, maps_->key, q, k, v, out, opt,
-                                LinearOptions{options_.chunk_size, 0});
-  }
-
-  /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
-  RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
-                          const AttentionOptions& opt = {}) const {
-    RowMatrix<T> out(q.rows(), v.cols());
-    forward(q, k, v, out, opt);
-    return out;
-  }
-
-  /// Causal decoding state: the key sums [M, Dv + 1] and the running key shift, O(M Dv) memory;
-  /// owns a copy of the feature map (decoding features never depend on the data, so one map
-  /// serves queries and keys), so a later redraw() does not affect it.
-  using State = LinearDecodingState<T>;
 
   /// A decoding state for values of width value_dim (default scale 1/sqrt(D)).
   State make_state(Index value_dim) const { return make_state(value_dim, AttentionOptions{}); }
@@ -204,30 +99,19 @@ class Favor {
     FASTATTN_CHECK(options_.compat == FavorCompat::None,
                    "Favor::make_state: compat modes shift keys by a max over the whole sequence, "
                    "which decoding cannot reproduce");
-    FASTATTN_CHECK(!options_.rescale && !needs_auto_a(),
+    FASTATTN_CHECK(!data_dependent(),
                    "Favor::make_state: decoding needs data-independent features: set optimal_a to "
                    "a fixed value and rescale = false");
-    detail::check_scale_and_slope<T>("Favor::make_state", opt);
-    check_positive_scale("Favor::make_state", detail::resolve_scale(opt, head_dim_));
-    FASTATTN_CHECK(opt.alibi_slope == 0, "Favor::make_state: ALiBi (alibi_slope = "
-                                             << opt.alibi_slope
-                                             << ") cannot be represented by random features");
-    FASTATTN_CHECK(opt.key_padding.size() == 0,
-                   "Favor::make_state: key_padding must be empty (got length "
-                       << opt.key_padding.size() << "); pass each token's padding to step()");
-    FASTATTN_CHECK(value_dim >= 0, "Favor::make_state: value_dim must be >= 0, got " << value_dim);
-    Maps maps = make_maps(detail::resolve_scale(opt, head_dim_), nullptr, nullptr, nullptr);
+    this->check_make_state(value_dim, opt);
+    const double scale = detail::resolve_scale(opt, this->head_dim());
+    check_positive_scale("make_state", scale);
+    Maps maps = make_maps(scale, nullptr, nullptr, nullptr);
     return State(std::move(maps.query), value_dim);  // (the key map is the same)
   }
 
-  /// One token: q_t, k_t [1, D], v_t [1, Dv] -> out_t [1, Dv]. Token-by-token equals the causal
-  /// forward(). `padded` marks the token's key as padding. Does not allocate.
-  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
-            MatRef<T> out_t, bool padded = false) const {
-    state.step(q_t, k_t, v_t, out_t, padded);
-  }
-
  private:
+  static constexpr const char* kName = "Favor";
+
   struct Maps {
     FeatureMap<T> query, key;
   };
@@ -236,9 +120,10 @@ class Favor {
     FASTATTN_CHECK(o.num_features >= 0,
                    "Favor: num_features must be >= 0 (0 = default 256), got " << o.num_features);
     FASTATTN_CHECK(o.chunk_size >= 0, "Favor: chunk_size must be >= 0, got " << o.chunk_size);
-    FASTATTN_CHECK(
-        std::isnan(o.optimal_a) || o.optimal_a < 0.125,
-        "Favor: optimal_a must be < 1/8 (or NaN for the per-call optimum), got " << o.optimal_a);
+    if (o.optimal_a && std::isnan(*o.optimal_a)) o.optimal_a.reset();  // the old NaN spelling
+    FASTATTN_CHECK(!o.optimal_a || *o.optimal_a < 0.125,
+                   "Favor: optimal_a must be < 1/8 (or empty for the per-call optimum), got "
+                       << *o.optimal_a);
     FASTATTN_CHECK(o.kernel != FavorKernel::Smreg || o.projection == Projection::Orthogonal,
                    "Favor: the Smreg kernel uses orthogonal directions with norms sqrt(d); "
                    "projection must be Orthogonal");
@@ -269,34 +154,50 @@ class Favor {
     return o;
   }
 
-  Index num_projections() const { return options_.num_features > 0 ? options_.num_features : 256; }
-  double default_scale() const { return 1.0 / std::sqrt(static_cast<double>(head_dim_)); }
-  bool needs_auto_a() const {
-    return options_.kernel == FavorKernel::Optimal && std::isnan(options_.optimal_a);
+  /// m: options.num_features, or the default 256.
+  Index drawn_projections() const {
+    return options_.num_features > 0 ? options_.num_features : 256;
   }
+  double default_scale() const { return 1.0 / std::sqrt(static_cast<double>(this->head_dim())); }
+  bool needs_auto_a() const { return options_.kernel == FavorKernel::Optimal && !options_.optimal_a; }
+  /// Features fitted to each call's data (FAVOR++'s A*, the rescaling psi).
+  bool data_dependent() const { return options_.rescale || needs_auto_a(); }
 
+  // --- what RandomFeatureMethod asks of its derived class ---
   void draw(std::uint64_t seed) {
-    const Index m = num_projections();
+    const Index m = drawn_projections(), d = this->head_dim();
     RowMatrix<T> w;
     if (options_.kernel == FavorKernel::Smreg)
-      w = fixed_norm_projection<T>(m, head_dim_, seed);
+      w = fixed_norm_projection<T>(m, d, seed);
     else if (options_.compat != FavorCompat::None && options_.projection == Projection::Orthogonal)
-      w = detail::orthogonal_projection_impl<T>(m, head_dim_, seed, false);  // as the references
+      w = detail::orthogonal_projection_impl<T>(m, d, seed, false);  // as the references
     else
-      w = draw_projection<T>(options_.projection, m, head_dim_, seed);
-    set_projection(std::move(w));
+      w = draw_projection<T>(options_.projection, m, d, seed);
+    options_.seed = seed;
+    this->set_projection(std::move(w));
+    build_maps();
+  }
+  const FeatureMap<T>& query_map() const { return maps_->query; }
+  const FeatureMap<T>& key_map() const { return maps_->key; }
+  LinearOptions linear_options() const { return LinearOptions{options_.chunk_size, 0}; }
+  bool fixed_maps(const AttentionOptions&) const {
+    return options_.compat == FavorCompat::None && !data_dependent();
+  }
+  /// The maps hold sqrt(s0) for the default scale s0 = 1/sqrt(D); another scale s multiplies the
+  /// inputs by sqrt(s / s0) (no new maps, no copy of the projection).
+  T input_factor(const AttentionOptions& opt) const {
+    const double scale = detail::resolve_scale(opt, this->head_dim());
+    return scale == default_scale() ? T(1) : static_cast<T>(std::sqrt(scale / default_scale()));
   }
 
-  void set_projection(RowMatrix<T> w) {
-    projection_ = std::move(w);
-    maps_.emplace(make_maps(default_scale(), nullptr, nullptr, nullptr));
-  }
+  void build_maps() { maps_.emplace(make_maps(default_scale(), nullptr, nullptr, nullptr)); }
 
   /// FAVOR+ folds sqrt(scale) into the features: the scale must be positive.
   static void check_positive_scale(const char* fn, double scale) {
-    FASTATTN_CHECK(scale > 0, fn << ": scale must be > 0 for random features (they use "
-                                    "sqrt(scale)); 0 selects 1/sqrt(D), got "
-                                 << scale);
+    FASTATTN_CHECK(scale > 0, "Favor::" << fn
+                                        << ": scale must be > 0 for random features (they use "
+                                           "sqrt(scale)); 0 selects 1/sqrt(D), got "
+                                        << scale);
   }
 
   /// Feature maps for logit scale s. With q and k given, fits the data-dependent parts: the
@@ -322,10 +223,10 @@ class Favor {
         break;
     }
     Vector<T> psi_q, psi_k;
-    double a = std::isnan(options_.optimal_a) ? 0.0 : options_.optimal_a;
-    if (q != nullptr && (options_.rescale || needs_auto_a())) {
+    double a = options_.optimal_a.value_or(0.0);
+    if (q != nullptr && data_dependent()) {
       // Per-dimension second moments of x = sqrt(s) q and y = sqrt(s) k (valid keys only).
-      const Index d = head_dim_;
+      const Index d = this->head_dim();
       Eigen::ArrayXd sum_x2 = Eigen::ArrayXd::Zero(d), sum_y2 = Eigen::ArrayXd::Zero(d);
       Eigen::ArrayXd mean_x = Eigen::ArrayXd::Zero(d), mean_y = Eigen::ArrayXd::Zero(d);
       Index valid = 0;
@@ -368,14 +269,11 @@ class Favor {
       }
     }
     fo.optimal_a = a;
-    return Maps{FeatureMap<T>(kind, projection_, fo, psi_q),
-                FeatureMap<T>(kind, projection_, fo, psi_k)};
+    return Maps{FeatureMap<T>(kind, this->shared_projection(), fo, psi_q),
+                FeatureMap<T>(kind, this->shared_projection(), fo, psi_k)};
   }
 
   FavorOptions options_;
-  Index head_dim_ = 0;
-  bool caller_projection_ = false;
-  RowMatrix<T> projection_;
   std::optional<Maps> maps_;  // for the default scale and no data-dependent parts
 };
 

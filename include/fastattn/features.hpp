@@ -13,13 +13,14 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/eigen_threads.hpp"
-#include "fastattn/detail/simd.hpp"
-#include "fastattn/detail/sincos.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/simd/sincos.hpp"
+#include "fastattn/detail/simd/small_rows_product.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn {
@@ -56,21 +57,29 @@ class FeatureMap {
   /// kind with projection W [m, D] (ignored for Identity/Exponential, which need only D: pass
   /// any [0, D] or [m, D] matrix), options, and an optional per-dimension input rescaling
   /// psi [D] (x -> psi o x; empty = none; entries finite and > 0).
-  FeatureMap(FeatureKind kind, RowMatrix<T> projection, FeatureMapOptions options = {},
-             Vector<T> dim_scale = Vector<T>())
+  explicit FeatureMap(FeatureKind kind, RowMatrix<T> projection, FeatureMapOptions options = {},
+                      Vector<T> dim_scale = Vector<T>())
+      : FeatureMap(kind, std::make_shared<const RowMatrix<T>>(std::move(projection)), options,
+                   std::move(dim_scale)) {}
+
+  /// As above with a shared, immutable projection: maps built from one projection (query and key
+  /// maps, per-call fitted maps, decoding states) share it instead of copying it.
+  explicit FeatureMap(FeatureKind kind, std::shared_ptr<const RowMatrix<T>> projection,
+                      FeatureMapOptions options = {}, Vector<T> dim_scale = Vector<T>())
       : kind_(kind),
         options_(options),
-        projection_(std::move(projection)),
+        projection_(checked(std::move(projection))),
         dim_scale_(std::move(dim_scale)) {
-    const Index d = projection_.cols();
-    FASTATTN_CHECK(d >= 1, "FeatureMap: projection " << detail::shape(projection_)
-                                                     << " must have D >= 1 columns");
+    const RowMatrix<T>& w = *projection_;
+    const Index d = w.cols();
+    FASTATTN_CHECK(d >= 1,
+                   "FeatureMap: projection " << detail::shape(w) << " must have D >= 1 columns");
     const bool projected = kind != FeatureKind::Identity && kind != FeatureKind::Exponential;
-    FASTATTN_CHECK(!projected || projection_.rows() >= 1,
-                   "FeatureMap: projection " << detail::shape(projection_)
-                                             << " must have at least one row (m >= 1)");
-    FASTATTN_CHECK(projection_.allFinite(), "FeatureMap: projection " << detail::shape(projection_)
-                                                                      << " has non-finite entries");
+    FASTATTN_CHECK(!projected || w.rows() >= 1, "FeatureMap: projection "
+                                                    << detail::shape(w)
+                                                    << " must have at least one row (m >= 1)");
+    FASTATTN_CHECK(w.allFinite(),
+                   "FeatureMap: projection " << detail::shape(w) << " has non-finite entries");
     FASTATTN_CHECK(std::isfinite(options.input_scale) && options.input_scale > 0,
                    "FeatureMap: input_scale must be finite and > 0, got " << options.input_scale);
     FASTATTN_CHECK(kind != FeatureKind::Optimal ||
@@ -94,9 +103,9 @@ class FeatureMap {
       w_eff_t_ = scale.asDiagonal();
     } else {
       const double b = kind == FeatureKind::Optimal ? std::sqrt(1 - 4 * options.optimal_a) : 1.0;
-      w_eff_t_ = ((projection_ * scale.asDiagonal()) * static_cast<T>(b)).transpose();
+      w_eff_t_ = ((w * scale.asDiagonal()) * static_cast<T>(b)).transpose();
       if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
-        feature_offset_ = projection_.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
+        feature_offset_ = w.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
     }
   }
 
@@ -105,15 +114,24 @@ class FeatureMap {
   /// The options given to the constructor.
   const FeatureMapOptions& options() const { return options_; }
   /// The projection W [m, D] as given.
-  const RowMatrix<T>& projection() const { return projection_; }
+  const RowMatrix<T>& projection() const { return *projection_; }
+  /// The projection, shared (for building further maps or states without copying it).
+  const std::shared_ptr<const RowMatrix<T>>& shared_projection() const { return projection_; }
   /// The per-dimension input rescaling psi [D] (empty = none).
   const Vector<T>& dim_scale() const { return dim_scale_; }
   /// D, the input width.
-  Index input_dim() const { return projection_.cols(); }
-  /// M, the number of features.
-  Index num_features() const {
+  Index input_dim() const { return projection_->cols(); }
+  /// m, the number of projections (rows of W used; D for Identity/Exponential).
+  Index num_projections() const { return w_eff_t_.cols(); }
+  /// M, the feature dimension: 2m for Hyperbolic and Trig, m otherwise.
+  Index feature_dim() const {
     const Index m = w_eff_t_.cols();
     return kind_ == FeatureKind::Hyperbolic || kind_ == FeatureKind::Trig ? 2 * m : m;
+  }
+  /// M, the feature dimension.
+  [[deprecated("ambiguous: use feature_dim() (M) or num_projections() (m)")]] Index num_features()
+      const {
+    return feature_dim();
   }
   /// True when apply() returns log-features (the feature is exp of the output).
   bool log_domain() const {
@@ -123,14 +141,18 @@ class FeatureMap {
   /// True when every feature is >= 0 (so attention denominators are >= 0).
   bool nonnegative() const { return log_domain() || kind_ == FeatureKind::Relu; }
 
-  /// x [n, D] -> out [n, M]: log-features when log_domain(), features otherwise. Does not
-  /// allocate, so the core can call it once per chunk.
-  void apply(const ConstMatRef<T>& x, MatRef<T> out) const {
+  /// x [n, D] -> out [n, M]: log-features when log_domain(), features otherwise, of the rows
+  /// input_factor * x (input_factor > 0 multiplies options().input_scale for this call only, e.g.
+  /// for a per-call attention scale; normalized maps ignore it). Does not allocate, so the core
+  /// can call it once per chunk.
+  void apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor = T(1)) const {
     const Index n = x.rows(), m = w_eff_t_.cols();
-    FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == num_features(),
+    FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == feature_dim(),
                    "FeatureMap::apply: x " << detail::shape(x) << " and out " << detail::shape(out)
                                            << " must be [n, D] and [n, M] with D = " << input_dim()
-                                           << ", M = " << num_features());
+                                           << ", M = " << feature_dim());
+    FASTATTN_CHECK(input_factor > 0 && std::isfinite(input_factor),
+                   "FeatureMap::apply: input_factor must be finite and > 0, got " << input_factor);
     auto u = out.leftCols(m);
     if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
       detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
@@ -139,12 +161,13 @@ class FeatureMap {
       u.noalias() = x * w_eff_t_;  // the one GEMM
 
     // One pass per row (rows are contiguous; a column-wise broadcast would stride through
-    // memory): the inverse norm (normalize), h = |c psi o x_hat|^2 / 2 (log domain), and the kind.
+    // memory): the row factor (1/|x| when normalizing, else input_factor), h = |c psi o x'|^2 / 2
+    // of the row x' as used (log domain), and the kind.
     const bool need_h = log_domain() && kind_ != FeatureKind::Exponential;
     const T eps = static_cast<T>(options_.relu_eps);
     for (Index i = 0; i < n; ++i) {
       auto ui = u.row(i);
-      T inv_norm = 1, h = 0;
+      T factor = options_.normalize ? T(1) : input_factor, h = 0;
       if (options_.normalize || need_h) {
         T sq = x.row(i).squaredNorm();
         T pre = 1;  // the row as used below is x_i / pre
@@ -160,18 +183,16 @@ class FeatureMap {
             sq = (x.row(i).array() / pre).square().sum();
           }
         }
-        if (options_.normalize) {
-          inv_norm = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
-          ui *= inv_norm;
-        }
+        if (options_.normalize) factor = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
         if (need_h) {
           const T weighted =
               uniform_scale_
                   ? sq * squared_scale_[0]
                   : ((x.row(i).array() / pre).square() * squared_scale_.transpose().array()).sum();
-          h = T(0.5) * weighted * inv_norm * inv_norm;
+          h = T(0.5) * weighted * factor * factor;
         }
       }
+      if (factor != T(1)) ui *= factor;
       switch (kind_) {
         case FeatureKind::Positive:
           ui.array() -= h;
@@ -199,7 +220,7 @@ class FeatureMap {
   /// x [n, D] -> a new [n, M] matrix (log-features when log_domain()). Allocates; for hot loops
   /// use apply().
   RowMatrix<T> operator()(ConstMatRef<T> x) const {
-    RowMatrix<T> out(x.rows(), num_features());
+    RowMatrix<T> out(x.rows(), feature_dim());
     detail::SerialEigenScope serial_eigen;
     apply(x, out);
     return out;
@@ -208,7 +229,12 @@ class FeatureMap {
  private:
   FeatureKind kind_;
   FeatureMapOptions options_;
-  RowMatrix<T> projection_;  // [m, D] as given
+  static std::shared_ptr<const RowMatrix<T>> checked(std::shared_ptr<const RowMatrix<T>> w) {
+    FASTATTN_CHECK(w != nullptr, "FeatureMap: projection must not be null");
+    return w;
+  }
+
+  std::shared_ptr<const RowMatrix<T>> projection_;  // [m, D] as given; immutable, shared
   Vector<T> dim_scale_;      // [D] or empty
   // W_eff^T [D, m], W_eff = B W diag(c psi) (Identity/Exponential: diag(c psi)). Stored transposed
   // so that a few rows (decoding) are sweeps of broadcast FMAs over contiguous rows of it.
@@ -218,6 +244,23 @@ class FeatureMap {
   bool uniform_scale_ = true;
 };
 
+/// x [n, D], w [m, D] -> out [n, m]: the positive log-features w_r.x'_i - |x'_i|^2 / 2 of the
+/// rows x'_i = input_scale * x_i (FAVOR+'s map in the log domain, without the m^-1/2 constant).
+/// Also the log-weights of a Gaussian proposal centred at w_r (EVA's chunk summaries). Does not
+/// allocate.
+template <class T>
+void positive_log_features(const ConstMatRef<T>& x, const ConstMatRef<T>& w, MatRef<T> out,
+                           T input_scale = T(1)) {
+  FASTATTN_CHECK(x.cols() == w.cols() && out.rows() == x.rows() && out.cols() == w.rows(),
+                 "positive_log_features: x " << detail::shape(x) << ", w " << detail::shape(w)
+                                             << " and out " << detail::shape(out)
+                                             << " must be [n, D], [m, D] and [n, m]");
+  out.noalias() = x * w.transpose();
+  const T c = input_scale, half_c2 = T(0.5) * input_scale * input_scale;
+  for (Index i = 0; i < x.rows(); ++i)  // row by row: rows are contiguous
+    out.row(i).array() = c * out.row(i).array() - half_c2 * x.row(i).squaredNorm();
+}
+
 /// x [N, D], w [m, D] -> [N, m]: m^-1/2 exp(w.x - |x|^2/2), the plain FAVOR+ map (no
 /// stabilization: overflows for large |x|; attention uses the log domain instead).
 template <class T>
@@ -225,8 +268,9 @@ RowMatrix<T> positive_features(ConstMatRef<T> x, ConstMatRef<T> w) {
   FASTATTN_CHECK(x.cols() == w.cols(), "positive_features: x " << detail::shape(x) << " and w "
                                                                << detail::shape(w)
                                                                << " must have the same D");
-  const FeatureMap<T> map(FeatureKind::Positive, w);
-  RowMatrix<T> out = map(x);
+  RowMatrix<T> out(x.rows(), w.rows());
+  detail::SerialEigenScope serial_eigen;
+  positive_log_features<T>(x, w, out);
   out = out.array().exp() / std::sqrt(static_cast<T>(w.rows()));
   return out;
 }

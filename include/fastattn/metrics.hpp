@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/common/checks.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn {

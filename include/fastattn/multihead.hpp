@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
-#include "fastattn/detail/eigen_threads.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -64,22 +64,26 @@ struct TensorView {
   }
 };
 
-/// Options of multihead(): the per-call AttentionOptions (key_padding [Nk] applies to every batch
-/// element) plus batching and threading.
-struct MultiheadOptions : AttentionOptions {
-  /// Per batch element, the number of valid keys (keys j >= key_lengths[b] are padding); empty =
-  /// all keys valid. Combines with key_padding.
-  std::vector<Index> key_lengths;
+/// How a multi-head call spreads its (batch, head) items over threads.
+struct ThreadOptions {
   /// Threads over (batch, head): 0 = all available (OpenMP's max, or the parallel_for hook), 1 =
   /// serial. More than 1 needs OpenMP (compile with it) or a parallel_for hook.
   int threads = 0;
-  /// Per query head ALiBi slopes [Hq] (Exact only; e.g. alibi_slopes(H)); empty = alibi_slope for
-  /// every head.
-  std::vector<double> alibi_slopes;
   /// Optional caller-supplied parallel-for (a thread pool): must call task(i) exactly once for
   /// every i in [0, count), possibly concurrently, and return when all calls have returned. Used
   /// instead of OpenMP when set.
   std::function<void(Index count, const std::function<void(Index)>& task)> parallel_for;
+};
+
+/// Options of multihead(): the per-call AttentionOptions (key_padding [Nk] applies to every batch
+/// element), batching, and threading (ThreadOptions).
+struct MultiheadOptions : AttentionOptions, ThreadOptions {
+  /// Per batch element, the number of valid keys (keys j >= key_lengths[b] are padding); empty =
+  /// all keys valid. Combines with key_padding.
+  std::vector<Index> key_lengths;
+  /// Per query head ALiBi slopes [Hq] (Exact only; e.g. alibi_slopes(H)); empty = alibi_slope for
+  /// every head.
+  std::vector<double> alibi_slopes;
 };
 
 namespace detail {
@@ -172,7 +176,7 @@ inline void run_parallel(Index count, int threads,
   for (Index i = 0; i < count; ++i) task(i);
 }
 
-inline void check_threads(const char* fn, const MultiheadOptions& opt) {
+inline void check_threads(const char* fn, const ThreadOptions& opt) {
   FASTATTN_CHECK(opt.threads >= 0,
                  fn << ": threads must be >= 0 (0 = all available), got " << opt.threads);
 #if !FASTATTN_HAS_OPENMP
@@ -301,8 +305,8 @@ class BatchedDecoder {
 
   /// States from method.make_state(value_dim) for batch x query_heads; kv_heads divides
   /// query_heads.
-  BatchedDecoder(const Method& method, Index batch, Index query_heads, Index kv_heads,
-                 Index value_dim)
+  explicit BatchedDecoder(const Method& method, Index batch, Index query_heads, Index kv_heads,
+                          Index value_dim)
       : method_(&method), batch_(batch), hq_(query_heads), hkv_(kv_heads) {
     FASTATTN_CHECK(batch >= 0 && query_heads >= 0 && kv_heads >= 1 && query_heads % kv_heads == 0,
                    "BatchedDecoder: need batch >= 0 and query_heads a multiple of kv_heads >= 1, "
@@ -316,10 +320,11 @@ class BatchedDecoder {
   State& state(Index b, Index h) { return states_[size_t(b * hq_ + h)]; }
 
   /// One token per batch element; `padded` [B] (empty = none) marks a batch element's token as
-  /// padding. Threads as in multihead(); bitwise identical for any thread count.
+  /// padding. Threads as in multihead() (a MultiheadOptions converts to its ThreadOptions);
+  /// bitwise identical for any thread count.
   void step(TensorView<const T> q_t, TensorView<const T> k_t, TensorView<const T> v_t,
             TensorView<T> out_t, const std::vector<bool>& padded = {},
-            const MultiheadOptions& opt = {}) {
+            const ThreadOptions& opt = {}) {
     const char* fn = "BatchedDecoder::step";
     for (const auto* view : {&q_t, &k_t, &v_t}) detail::check_view(fn, "input", *view);
     detail::check_view(fn, "out_t", out_t);

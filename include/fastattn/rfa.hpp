@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "fastattn/config.hpp"
-#include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/linear/random_feature_method.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
 #include "fastattn/options.hpp"
@@ -52,24 +53,25 @@ struct RfaOptions {
 };
 
 /// Random Feature Attention, bidirectional, causal and gated, with O(n_f Dv) decoding state.
-///
-/// Thread safety: const members may be called concurrently; redraw() may not run concurrently
-/// with anything else on the same object.
+/// (Thread safety: see RandomFeatureMethod.)
 template <class T>
-class Rfa {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "fastattn::Rfa<T>: T must be float or double");
+class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
+  using Base = detail::RandomFeatureMethod<Rfa<T>, T>;
+  friend Base;
 
  public:
+  using typename Base::State;
+  using Base::step;
+
   /// Draws W = sigma E, E [n_f, head_dim] from options.seed.
-  Rfa(Index head_dim, RfaOptions options = {}) : Rfa(head_dim, options, Vector<T>()) {}
+  explicit Rfa(Index head_dim, RfaOptions options = {}) : Rfa(head_dim, options, Vector<T>()) {}
 
   /// Per-dimension sigma [head_dim] (learned sigma, docs/spec/rfa.md §4): W = E diag(sigma); the
   /// target weights are then ~ exp(q_hat' S k_hat - k_hat' S k_hat / 2) with S = diag(sigma^2).
   /// options.sigma is not used (it must stay 1).
-  Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
+  explicit Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
       : options_(validated(options)), sigma_per_dim_(std::move(sigma_per_dim)) {
-    FASTATTN_CHECK(head_dim >= 1, "Rfa: head_dim must be at least 1, got " << head_dim);
+    this->set_head_dim(head_dim);
     FASTATTN_CHECK(
         sigma_per_dim_.size() == 0 || sigma_per_dim_.size() == head_dim,
         "Rfa: sigma_per_dim has size " << sigma_per_dim_.size() << " but head_dim = " << head_dim);
@@ -79,46 +81,22 @@ class Rfa {
     FASTATTN_CHECK(
         sigma_per_dim_.size() == 0 || options.sigma == 1.0,
         "Rfa: give either sigma or sigma_per_dim, not both (sigma = " << options.sigma << ")");
-    head_dim_ = head_dim;
     draw(options_.seed);
   }
 
   /// Uses the caller's projection W [n_f, D], which already includes sigma (options.sigma must
   /// stay 1, num_features must be 0 or n_f; projection and seed are not used).
-  Rfa(RowMatrix<T> projection, RfaOptions options = {}) : options_(validated(options)) {
-    FASTATTN_CHECK(projection.rows() >= 1 && projection.cols() >= 1,
-                   "Rfa: projection " << detail::shape(projection) << " must be non-empty");
-    FASTATTN_CHECK(options.num_features == 0 || options.num_features == projection.rows(),
-                   "Rfa: num_features = " << options.num_features << " but projection "
-                                          << detail::shape(projection) << " has "
-                                          << projection.rows() << " rows");
+  explicit Rfa(RowMatrix<T> projection, RfaOptions options = {}) : options_(validated(options)) {
     FASTATTN_CHECK(options.sigma == 1.0,
                    "Rfa: a caller-supplied projection already includes "
                    "sigma; options.sigma must stay 1, got "
                        << options.sigma);
-    head_dim_ = projection.cols();
-    caller_projection_ = true;
-    set_projection(std::move(projection));
-  }
-
-  /// Draws a new projection from `seed` (explicit; nothing is ever redrawn implicitly). Not for an
-  /// Rfa built from a caller's projection (it would be replaced by a default one): that throws.
-  void redraw(std::uint64_t seed) {
-    FASTATTN_CHECK(!caller_projection_,
-                   "Rfa::redraw: this Rfa uses a caller-supplied projection; "
-                   "construct a new Rfa with the new projection instead");
-    options_.seed = seed;
-    draw(seed);
+    this->set_caller_projection(std::move(projection), options.num_features);
+    build_map();
   }
 
   /// The options (options().seed is the seed of the current projection).
   const RfaOptions& options() const { return options_; }
-  /// The projection W [n_f, D] (sigma included).
-  const RowMatrix<T>& projection() const { return map_->projection(); }
-  /// D, the head dimension of q and k.
-  Index head_dim() const { return head_dim_; }
-  /// The number of features (2 n_f for Trig).
-  Index num_features() const { return map_->num_features(); }
   /// The feature map applied to queries and keys.
   const FeatureMap<T>& feature_map() const { return *map_; }
 
@@ -131,17 +109,9 @@ class Rfa {
   /// As forward() above; `stats` (if not null) receives the denominator-guard diagnostics.
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
                const AttentionOptions& opt, LinearStats* stats) const {
-    check(q, opt, "Rfa::forward");
-    const LinearStats s = linear_attention<T>(*map_, *map_, q, k, v, out, opt, linear_options());
+    this->check_call("forward", q, k, v, out, opt);
+    const LinearStats s = this->run_fixed_maps(q, k, v, out, opt);
     if (stats) *stats = s;
-  }
-
-  /// Grouped-query attention: query heads q[g] [Nq, D] sharing k [Nk, D], v [Nk, Dv] ->
-  /// out[g] [Nq, Dv]; the key-side work is done once for the group.
-  void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
-                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const {
-    for (const auto& qg : q) check(qg, opt, "Rfa::forward_group");
-    grouped_linear_attention<T>(*map_, *map_, q, k, v, out, opt, linear_options());
   }
 
   /// Gated causal RFA (RFA-Gate): gates [Nk] in (0, 1] (g = 1 ignores the token), causal is
@@ -160,36 +130,24 @@ class Rfa {
   /// Gated causal RFA with log-gates log g_t [Nk] (finite, <= 0): more precise when gates are
   /// close to 1 (1 - g is computed as -expm1(log g)).
   void forward_gated_log(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
-                         ConstVecRef<T> log_gates, MatRef<T> out, const AttentionOptions& opt = {},
+                         ConstVecRef<T> log_gates, MatRef<T> out, AttentionOptions opt = {},
                          LinearStats* stats = nullptr) const {
-    check(q, opt, "Rfa::forward_gated");
-    const LinearStats s =
-        gated_linear_attention<T>(*map_, *map_, q, k, v, log_gates, out, opt, linear_options());
+    opt.causal = true;
+    this->check_call("forward_gated", q, k, v, out, opt);
+    detail::check_log_gates<T>("Rfa::forward_gated", log_gates, k.rows());
+    detail::SingleHead<T> head(q, out);
+    detail::LinearCarry<T> carry(map_->feature_dim(), v.cols());
+    const LinearStats s = detail::linear_causal<T>(*map_, *map_, head.heads(), k, v,
+                                                   opt.key_padding,
+                                                   detail::Gated<T>{log_gates.data()},
+                                                   linear_options(), carry);
     if (stats) *stats = s;
   }
 
-  /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
-  RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
-                          const AttentionOptions& opt = {}) const {
-    RowMatrix<T> out(q.rows(), v.cols());
-    forward(q, k, v, out, opt);
-    return out;
-  }
-
-  /// Causal decoding state: (S, z) = [n_features, Dv + 1], constant in the sequence length;
-  /// owns a copy of the feature map, so a later redraw() does not affect it.
-  using State = LinearDecodingState<T>;
-
   /// A decoding state for values of width value_dim.
   State make_state(Index value_dim) const {
-    FASTATTN_CHECK(value_dim >= 0, "Rfa::make_state: value_dim must be >= 0, got " << value_dim);
+    this->check_make_state(value_dim, AttentionOptions{});
     return State(*map_, value_dim, linear_options());
-  }
-
-  /// One token: [1, D], [1, D], [1, Dv] -> [1, Dv]; token-by-token equals the causal forward().
-  void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
-            MatRef<T> out_t, bool padded = false) const {
-    state.step(q_t, k_t, v_t, out_t, padded);
   }
 
   /// One gated token, gate g_t in (0, 1]; token-by-token equals forward_gated().
@@ -200,6 +158,8 @@ class Rfa {
   }
 
  private:
+  static constexpr const char* kName = "Rfa";
+
   static RfaOptions validated(RfaOptions o) {
     FASTATTN_CHECK(o.num_features >= 0,
                    "Rfa: num_features must be >= 0 (0 = default 128), got " << o.num_features);
@@ -212,43 +172,38 @@ class Rfa {
     return o;
   }
 
-  void check(const ConstMatRef<T>& q, const AttentionOptions& opt, const char* fn) const {
-    FASTATTN_CHECK(q.cols() == head_dim_, fn << ": q " << detail::shape(q)
-                                             << " must have D = head_dim = " << head_dim_
-                                             << " columns");
-    FASTATTN_CHECK(opt.alibi_slope == 0, fn << ": ALiBi (alibi_slope = " << opt.alibi_slope
-                                            << ") cannot be represented by random features; use "
-                                               "Exact");
-  }
-
-  // The feature map drops the n_f^{-1/2} factors (they cancel in the ratio), so its denominators
-  // are n_f times the kernel-unit ones den_eps is defined in.
-  LinearOptions linear_options() const {
-    return LinearOptions{options_.chunk_size,
-                         options_.den_eps * static_cast<double>(projection().rows())};
-  }
-
+  // --- what RandomFeatureMethod asks of its derived class ---
   void draw(std::uint64_t seed) {
     const Index m = options_.num_features > 0 ? options_.num_features : 128;
-    RowMatrix<T> w = draw_projection<T>(options_.projection, m, head_dim_, seed);
+    RowMatrix<T> w = draw_projection<T>(options_.projection, m, this->head_dim(), seed);
     if (sigma_per_dim_.size() != 0)
       w = w * sigma_per_dim_.asDiagonal();
     else
       w *= static_cast<T>(options_.sigma);
-    set_projection(std::move(w));
+    options_.seed = seed;
+    this->set_projection(std::move(w));
+    build_map();
+  }
+  const FeatureMap<T>& query_map() const { return *map_; }
+  const FeatureMap<T>& key_map() const { return *map_; }
+  bool fixed_maps(const AttentionOptions&) const { return true; }
+  T input_factor(const AttentionOptions&) const { return T(1); }  // inputs are normalized
+  // The feature map drops the n_f^{-1/2} factors (they cancel in the ratio), so its denominators
+  // are n_f times the kernel-unit ones den_eps is defined in.
+  LinearOptions linear_options() const {
+    return LinearOptions{options_.chunk_size,
+                         options_.den_eps * static_cast<double>(this->num_projections())};
   }
 
-  void set_projection(RowMatrix<T> w) {
+  void build_map() {
     FeatureMapOptions fo;
     fo.normalize = true;
     map_.emplace(options_.kernel == RfaKernel::Trig ? FeatureKind::Trig : FeatureKind::Relu,
-                 std::move(w), fo);
+                 this->shared_projection(), fo);
   }
 
   RfaOptions options_;
   Vector<T> sigma_per_dim_;
-  Index head_dim_ = 0;
-  bool caller_projection_ = false;
   std::optional<FeatureMap<T>> map_;
 };
 

@@ -1,7 +1,8 @@
 #pragma once
 /// @file fuzz_attention.hpp
-/// The fastattn property/fuzz harness (tests/fuzz/fuzz_attention.cpp), shared by the libFuzzer
-/// target (tests/fuzz/libfuzzer_main.cpp) and the corpus replay test (tests/test_fuzz_replay.cpp).
+/// The fastattn property/fuzz harness (tests/fuzz/, see fuzz_attention.cpp), shared by the
+/// libFuzzer target (tests/fuzz/libfuzzer_main.cpp) and the corpus replay test
+/// (tests/test_fuzz_replay.cpp).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,6 @@
 // libFuzzer entry point of the fastattn fuzz harness (built by -DFASTATTN_FUZZ=ON with clang; see
-// docs/reliability.md). All the logic is in fuzz_attention.cpp, shared with test_fuzz_replay.
+// docs/reliability.md). All the logic is in the harness of this folder (fuzz_attention.cpp and the
+// files it names), shared with test_fuzz_replay.
 
 #include <cstddef>
 #include <cstdint>

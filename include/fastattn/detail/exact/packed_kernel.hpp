@@ -16,10 +16,11 @@
 #include <cstddef>
 #include <limits>
 
-#include "fastattn/detail/checks.hpp"
+#include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/detail/simd/tile_kernels.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
@@ -314,15 +315,12 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
 
     for (Index r = 0; r < rows; ++r) {
       const Index i = r0 + r;
-      const T l = ws.row_sum[r];
-      if (l > 0) {
-        out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / l;
-        if (lse.size() != 0)
-          lse[i] = ws.row_ref[r] + std::log(l);
-      } else {  // empty row (docs/spec/exact.md §4)
+      const SoftmaxRow<T> row{ws.row_ref[r], ws.row_sum[r]};
+      if (row.visible())
+        out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / row.sum;
+      else  // empty row (docs/spec/exact.md §4)
         out.row(i).setZero();
-        if (lse.size() != 0) lse[i] = neg_inf;
-      }
+      if (lse.size() != 0) lse[i] = row.log_sum_exp();
     }
   }
 }

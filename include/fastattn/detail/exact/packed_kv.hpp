@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <limits>
 
+#include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
 #include "fastattn/types.hpp"
 
@@ -46,13 +47,6 @@ struct PackedKv {
 template <class T>
 void prefetch_row(const T* row, Index n) {
   for (Index c = 0; c < n; c += Index(64 / sizeof(T))) Eigen::internal::prefetch(row + c);
-}
-
-/// Dv rounded up to whole packets of T.
-template <class T>
-constexpr Index packed_value_stride(Index value_dim) {
-  constexpr Index lanes = RegisterTile<T>::kLanes;
-  return (value_dim + lanes - 1) / lanes * lanes;
 }
 
 /// Panels needed for n keys.
@@ -81,7 +75,7 @@ class PackedKvStorage {
   void set_dims(Index dim, Index value_dim) {
     dim_ = dim;
     value_dim_ = value_dim;
-    value_stride_ = packed_value_stride<T>(value_dim);
+    value_stride_ = packet_padded<T>(value_dim);
     size_ = capacity_ = 0;
   }
 
@@ -139,8 +133,8 @@ class PackedKvStorage {
         clear_slot(j);
       }
       if (has_key_add_)
-        key_add_[j] = j >= size_               ? T(0)  // past Nk: masked by count
-                      : !present               ? kMinusInf
+        key_add_[j] = j >= size_             ? T(0)  // past Nk: masked by count
+                      : !present             ? kMinusInf
                       : key_bias.size() != 0 ? T(key_bias[j])
                                              : T(0);
     }
@@ -174,9 +168,7 @@ class PackedKvStorage {
     return keys_[(j / kCols) * dim_ * kCols + dd * kCols + j % kCols];
   }
   /// Element c of value j (unpacked).
-  T value(Index j, Index c) const {
-    return values_[packed_value_offset<T>(j, c, value_stride_)];
-  }
+  T value(Index j, Index c) const { return values_[packed_value_offset<T>(j, c, value_stride_)]; }
 
  private:
   // Rows ahead that pack() prefetches. Rows of one head of a [B, N, H, D] tensor are H D elements

@@ -37,8 +37,8 @@ struct Exp2Constants;
 
 template <>
 struct Exp2Constants<float> {
-  static constexpr float kLowest = -127.0f;                   // 2^kLowest is built as +0
-  static constexpr float kMagic = 12582912.0f + 127.0f;       // 1.5 * 2^23 + exponent bias
+  static constexpr float kLowest = -127.0f;              // 2^kLowest is built as +0
+  static constexpr float kMagic = 12582912.0f + 127.0f;  // 1.5 * 2^23 + exponent bias
   static constexpr int kMantissaBits = 23;
   static constexpr int kDegree = 5;
   static constexpr float kCoefficients[kDegree + 1] = {
@@ -155,7 +155,7 @@ EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2(
   using C = Exp2Constants<T>;
   const Packet clamped = pmax(x, pset1<Packet>(C::kLowest));
   const Packet magic = pset1<Packet>(C::kMagic);
-  const Packet t = padd(clamped, magic);     // rounds: t = magic + n exactly
+  const Packet t = padd(clamped, magic);           // rounds: t = magic + n exactly
   const Packet f = psub(clamped, psub(t, magic));  // |f| <= 1/2
   Packet p = pset1<Packet>(C::kCoefficients[C::kDegree]);
   for (int i = C::kDegree - 1; i >= 0; --i) p = pmadd(p, f, pset1<Packet>(C::kCoefficients[i]));

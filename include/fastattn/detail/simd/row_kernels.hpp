@@ -50,7 +50,8 @@ void score_row(const T* q, const T* kp, Index depth, Index panels, const T* add_
 }
 
 /// out [value_stride] = sum over `panels` key panels of p_j v_j: p [panels * C] weights, v the
-/// packed values (each panel [value_stride * C], in column chunks of C; detail/exact/packed_kv.hpp).
+/// packed values (each panel [value_stride * C], in column chunks of C;
+/// detail/exact/packed_kv.hpp).
 template <class T>
 void value_row(const T* p, Index panels, const T* v, Index value_stride, T* out) {
   using namespace Eigen::internal;

@@ -60,8 +60,8 @@ struct GroupSoftmax {
 /// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
 /// transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask
 /// and per-key bias) to every row. kExp: turns the logits into weights (see GroupSoftmax) while
-/// they are in registers and adds them to sm.sum; stops at the first panel where a score exceeds its
-/// row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
+/// they are in registers and adds them to sm.sum; stops at the first panel where a score exceeds
+/// its row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
 /// weights (`panels` unless it stopped; 0 without kExp).
 template <class T, bool kAddRow, bool kExp>
 EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index panels,

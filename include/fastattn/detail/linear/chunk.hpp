@@ -1,0 +1,100 @@
+#pragma once
+/// @file detail/linear/chunk.hpp
+/// One chunk of the linear-attention core: its workspace, its query features (stabilized per row)
+/// and its key features (stabilized by the running key shift, which rescales the key sums), and
+/// the key sums carried from chunk to chunk. Log-domain shifts cancel exactly between numerator
+/// and denominator (docs/spec/favor.md §6): no eps is added anywhere.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/simd/exp.hpp"
+#include "fastattn/features.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn::detail {
+
+/// The key-side state carried across chunks (and, for sequence parallelism, across ranks):
+/// S = sum_j w_j exp(phi(k_j) - shift) [v_j, 1]^T [M, Dv + 1] (signed features: no shift), the
+/// running key shift, and what the empty-row rule and the gated mass need.
+template <class T>
+struct LinearCarry {
+  RowMatrix<T> sums;                                 // [M, Dv + 1]
+  T shift = -std::numeric_limits<T>::infinity();     // running max of the key log-features
+  Index contributing = 0;                            // keys so far with non-zero weight
+  T log_gate_sum = 0;                                // sum of log g over the keys so far (gated)
+
+  LinearCarry() = default;
+  explicit LinearCarry(Index m, Index dv) : sums(RowMatrix<T>::Zero(m, dv + 1)) {}
+
+  /// Raises the shift to `new_shift` (>= shift), rescaling the sums so they stay exact.
+  void raise_shift(T new_shift) {
+    if (!(new_shift > shift)) return;
+    if (shift != -std::numeric_limits<T>::infinity()) sums *= std::exp(shift - new_shift);
+    shift = new_shift;
+  }
+};
+
+/// Workspace of one core call, sized once (no allocation per chunk).
+template <class T>
+struct LinearWorkspace {
+  RowMatrix<T> fq, fk;        // [C, M] query / key (log-)features
+  RowMatrix<T> v1;            // [C, Dv + 1] [V_c, 1]
+  RowMatrix<T> scores;        // [C, C] intra-chunk phi(Q_c) phi(K_c)^T (causal)
+  RowMatrix<T> r;             // [C, Dv + 1] numerator and denominator
+  Vector<T> gam, key_weight;  // [C] gated causal: cumulative log g, 1 - g
+  explicit LinearWorkspace(Index c, Index m, Index dv, bool causal)
+      : fq(c, m),
+        fk(c, m),
+        v1(c, dv + 1),
+        scores(causal ? c : 0, causal ? c : 0),
+        r(c, dv + 1),
+        gam(causal ? c : 0),
+        key_weight(causal ? c : 0) {}
+};
+
+/// Query (log-)features of rows [i0, i0 + n) of q into ws.fq, exponentiated with each row's max
+/// (the query shift cancels in the row's ratio). input_factor: see FeatureMap::apply.
+template <class T, class Queries>
+void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index n,
+                    LinearWorkspace<T>& ws, T input_factor) {
+  auto fq = ws.fq.topRows(n);
+  map.apply(q.middleRows(i0, n), fq, input_factor);
+  if (map.log_domain())
+    for (Index i = 0; i < n; ++i) {
+      const T shift = fq.row(i).maxCoeff();
+      fq.row(i) = fq.row(i).unaryExpr(ShiftedExp<T>{shift});
+    }
+}
+
+/// Key (log-)features of rows [c0, c0 + n) into ws.fk and [V, 1] into ws.v1, padded rows zeroed.
+/// Log domain: raises the carried shift to cover this chunk (rescaling the carried sums) and
+/// exponentiates.
+template <class T>
+void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                  const KeyMask& padding, Index c0, Index n, LinearCarry<T>& carry,
+                  LinearWorkspace<T>& ws, T input_factor) {
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  const Index dv = v.cols();
+  auto fk = ws.fk.topRows(n);
+  auto v1 = ws.v1.topRows(n);
+  map.apply(k.middleRows(c0, n), fk, input_factor);
+  v1.leftCols(dv) = v.middleRows(c0, n);
+  v1.col(dv).setOnes();
+  for (Index j = 0; j < n; ++j)
+    if (is_padded(padding, c0 + j)) {  // a padded key contributes nothing, whatever its value
+      fk.row(j).setConstant(map.log_domain() ? neg_inf : T(0));
+      v1.row(j).setZero();
+    }
+  if (!map.log_domain()) return;
+  carry.raise_shift(fk.maxCoeff());
+  if (carry.shift == neg_inf) {  // no visible key yet (e.g. leading padding): weights exp(-inf) = 0
+    fk.setZero();                // (left at -inf, (-inf) * 0 in the key sums would be NaN)
+    return;
+  }
+  for (Index j = 0; j < n; ++j) fk.row(j) = fk.row(j).unaryExpr(ShiftedExp<T>{carry.shift});
+}
+
+}  // namespace fastattn::detail

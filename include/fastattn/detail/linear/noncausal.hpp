@@ -1,0 +1,66 @@
+#pragma once
+/// @file detail/linear/noncausal.hpp
+/// Non-causal linear attention: S = sum_j phi(k_j) [v_j, 1]^T accumulated over key chunks (one
+/// GEMM each), then out = phi(Q) S per query chunk (one GEMM each); the ones column of [V, 1]
+/// carries the denominator. Every query sees every visible key.
+
+#include <algorithm>
+
+#include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/linear/chunk.hpp"
+#include "fastattn/detail/linear/rows.hpp"
+#include "fastattn/options.hpp"
+
+namespace fastattn::detail {
+
+/// Adds the keys k [Nk, D], v [Nk, Dv] (key padding from opt) to carry: its sums, shift and
+/// number of contributing keys. ws must have room for `chunk` rows.
+template <class T>
+void accumulate_key_sums(const FeatureMap<T>& key_map, const ConstMatRef<T>& k,
+                         const ConstMatRef<T>& v, const KeyMask& padding, Index chunk,
+                         LinearCarry<T>& carry, LinearWorkspace<T>& ws, T input_factor) {
+  for (Index c0 = 0; c0 < k.rows(); c0 += chunk) {
+    const Index n = std::min(chunk, k.rows() - c0);
+    key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor);
+    carry.sums.noalias() += ws.fk.topRows(n).transpose() * ws.v1.topRows(n);
+    for (Index j = 0; j < n; ++j) carry.contributing += !is_padded(padding, c0 + j);
+  }
+}
+
+/// out = phi(Q) S / (phi(Q) z) for every query head, from the complete key sums in carry.
+template <class T>
+LinearStats read_out_queries(const FeatureMap<T>& query_map, const QueryHeads<T>& heads,
+                             const LinearCarry<T>& carry, Index chunk, T den_eps,
+                             LinearWorkspace<T>& ws, T input_factor) {
+  LinearStats stats;
+  const Index nq = heads.rows();
+  const T mass = static_cast<T>(carry.contributing);  // every query sees every visible key
+  for (Index g = 0; g < heads.count; ++g)
+    for (Index i0 = 0; i0 < nq; i0 += chunk) {
+      const Index n = std::min(chunk, nq - i0);
+      query_features(query_map, heads.q[g], i0, n, ws, input_factor);
+      ws.r.topRows(n).noalias() = ws.fq.topRows(n) * carry.sums;
+      for (Index i = 0; i < n; ++i)
+        stats.guarded_rows += finish_row(ws.r.row(i), heads.out[g].row(i0 + i), mass, den_eps);
+    }
+  return stats;
+}
+
+/// Non-causal linear attention of the query heads over k [Nk, D], v [Nk, Dv]. Arguments are
+/// validated by the caller.
+template <class T>
+LinearStats linear_noncausal(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
+                             const QueryHeads<T>& heads, const ConstMatRef<T>& k,
+                             const ConstMatRef<T>& v, const KeyMask& padding,
+                             const LinearOptions& lopt, T input_factor = T(1)) {
+  SerialEigenScope serial_eigen;
+  const Index c = linear_chunk(lopt, false);
+  LinearWorkspace<T> ws(std::min(c, std::max(heads.rows(), k.rows())) + 1,
+                        key_map.feature_dim(), v.cols(), false);
+  LinearCarry<T> carry(key_map.feature_dim(), v.cols());
+  accumulate_key_sums(key_map, k, v, padding, c, carry, ws, input_factor);
+  return read_out_queries(query_map, heads, carry, c, static_cast<T>(lopt.den_eps), ws,
+                          input_factor);
+}
+
+}  // namespace fastattn::detail
