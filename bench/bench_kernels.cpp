@@ -168,7 +168,7 @@ void BM_KernelDecode(benchmark::State& state) {
   // What a step streams: the packed keys and values of context + 1 tokens (the value rows are
   // padded to whole packets).
   const double bytes =
-      double(context + 1) * double(d + detail::packed_value_stride<T>(d)) * double(sizeof(T));
+      double(context + 1) * double(d + detail::packet_padded<T>(d)) * double(sizeof(T));
   const double reference = read_bandwidth(std::size_t(bytes));
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
   state.counters["cache_MiB"] = bytes / double(1 << 20);
