@@ -60,8 +60,7 @@ Mat attend_to(const Mat& q, Index i, const Mat& k, const Mat& v, const std::vect
 
 /// Brute-force oracle top-k: all logits in double, a full sort by (logit descending, index
 /// ascending), the first k visible keys.
-Mat brute_topk(const Mat& q, const Mat& k, const Mat& v, Index top_k,
-               const AttentionOptions& opt) {
+Mat brute_topk(const Mat& q, const Mat& k, const Mat& v, Index top_k, const AttentionOptions& opt) {
   const double scale = opt.scale > 0 ? opt.scale : 1 / std::sqrt(double(q.cols()));
   Mat out = Mat::Zero(q.rows(), v.cols());
   for (Index i = 0; i < q.rows(); ++i) {
@@ -74,7 +73,8 @@ Mat brute_topk(const Mat& q, const Mat& k, const Mat& v, Index top_k,
       }
     std::sort(all.begin(), all.end());
     std::vector<Index> chosen;
-    for (std::size_t r = 0; r < all.size() && Index(r) < top_k; ++r) chosen.push_back(all[r].second);
+    for (std::size_t r = 0; r < all.size() && Index(r) < top_k; ++r)
+      chosen.push_back(all[r].second);
     out.row(i) = attend_to(q, i, k, v, chosen, scale);
   }
   return out;
@@ -124,6 +124,13 @@ class BaselinesTest : public ::testing::Test {
             random_matrix<T>(nk, dv, seed + 2)};
   }
   static Mat dbl(const RowMatrix<T>& m) { return m.template cast<double>(); }
+  /// Exact attention of `x` under the masks of `opt`, from the independent double reference.
+  static Mat exact(const Inputs& x, const AttentionOptions& opt) {
+    test::RefSpec spec;
+    spec.causal = opt.causal;
+    spec.padding = opt.key_padding;
+    return test::reference_attention(dbl(x.q), dbl(x.k), dbl(x.v), spec);
+  }
 };
 
 using Types = ::testing::Types<float, double>;
@@ -151,10 +158,10 @@ TYPED_TEST(BaselinesTest, TopKMatchesBruteForce) {
       for (Index top_k : {1, 3, 8, 20}) {
         opt.scale = scale;
         const RowMatrix<T> got = bench::oracle_topk_attention<T>(x.q, x.k, x.v, top_k, opt);
-        EXPECT_TRUE(close<T>(got, brute_topk(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v),
-                                             top_k, opt)))
-            << "k = " << top_k << ", causal " << opt.causal << ", padded "
-            << opt.key_padding.size() << ", scale " << scale;
+        EXPECT_TRUE(
+            close<T>(got, brute_topk(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v), top_k, opt)))
+            << "k = " << top_k << ", causal " << opt.causal << ", padded " << opt.key_padding.size()
+            << ", scale " << scale;
       }
 }
 
@@ -163,10 +170,7 @@ TYPED_TEST(BaselinesTest, TopKWithKAtLeastTheVisibleKeysIsExact) {
   const Index n = 40;
   const auto x = this->inputs(n, n, 16, 16, 21);
   for (const AttentionOptions& opt : option_grid(n, 7)) {
-    test::RefSpec spec;
-    spec.causal = opt.causal;
-    spec.padding = opt.key_padding;
-    const Mat exact = test::reference_attention(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v), spec);
+    const Mat exact = this->exact(x, opt);
     // k = Nk keeps every visible key of every row; so does anything larger.
     for (Index top_k : {n, n + 1, Index(1000)})
       EXPECT_TRUE(close<T>(bench::oracle_topk_attention<T>(x.q, x.k, x.v, top_k, opt), exact))
@@ -175,9 +179,7 @@ TYPED_TEST(BaselinesTest, TopKWithKAtLeastTheVisibleKeysIsExact) {
   // Per row, k = exactly that row's number of visible keys (causal: i + 1) is exact for it.
   AttentionOptions causal;
   causal.causal = true;
-  test::RefSpec spec;
-  spec.causal = true;
-  const Mat exact = test::reference_attention(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v), spec);
+  const Mat exact = this->exact(x, causal);
   for (Index i : {0, 5, 17, 39}) {
     const RowMatrix<T> got = bench::oracle_topk_attention<T>(x.q, x.k, x.v, i + 1, causal);
     EXPECT_TRUE(close<T>(RowMatrix<T>(got.row(i)), Mat(exact.row(i)))) << "row " << i;
@@ -209,14 +211,14 @@ TYPED_TEST(BaselinesTest, TopKTiesKeepTheLowerIndex) {
   // By hand: k = 3 keeps key 7 (logit 3) and the first two of the four keys with logit 2 (keys
   // 1 and 2): weights e^3, e^2, e^2.
   const double e = std::exp(1.0);
-  const Mat expected = (e * this->dbl(v).row(7) + this->dbl(v).row(1) + this->dbl(v).row(2)) / (e + 2);
+  const Mat expected =
+      (e * this->dbl(v).row(7) + this->dbl(v).row(1) + this->dbl(v).row(2)) / (e + 2);
   const RowMatrix<T> got = bench::oracle_topk_attention<T>(q, k, v, 3, opt);
   EXPECT_TRUE(close<T>(RowMatrix<T>(got.row(0)), expected));
   // All logits equal (q = 0): top-k is the mean of the first k visible values, skipping padded.
   opt.key_padding = KeyMask::Constant(8, false);
   opt.key_padding[1] = true;
-  const RowMatrix<T> flat =
-      bench::oracle_topk_attention<T>(RowMatrix<T>::Zero(1, 3), k, v, 3, opt);
+  const RowMatrix<T> flat = bench::oracle_topk_attention<T>(RowMatrix<T>::Zero(1, 3), k, v, 3, opt);
   const Mat mean3 = (this->dbl(v).row(0) + this->dbl(v).row(2) + this->dbl(v).row(3)) / 3.0;
   EXPECT_TRUE(close<T>(flat, mean3));
 }
@@ -241,7 +243,8 @@ TYPED_TEST(BaselinesTest, PaddedKeysAreNeverChosen) {
   x.v.row(4).setConstant(T(-1e6));
   auto w2 = bench::window_only_attention<T>(xk10, x.k, x.v, 4, 1, opt);
   EXPECT_TRUE(close<T>(w1, w2));
-  EXPECT_TRUE(close<T>(bench::uniform_attention<T>(6, x.v, opt), brute_uniform(6, this->dbl(x.v), opt)));
+  EXPECT_TRUE(
+      close<T>(bench::uniform_attention<T>(6, x.v, opt), brute_uniform(6, this->dbl(x.v), opt)));
 }
 
 TYPED_TEST(BaselinesTest, EmptyRowsAreZero) {
@@ -268,7 +271,8 @@ TYPED_TEST(BaselinesTest, EmptyRowsAreZero) {
   AttentionOptions first_window_padded;
   first_window_padded.key_padding = KeyMask::Constant(7, false);
   first_window_padded.key_padding.head(3).setConstant(true);
-  const RowMatrix<T> win = bench::window_only_attention<T>(x.q, x.k, x.v, 3, 0, first_window_padded);
+  const RowMatrix<T> win =
+      bench::window_only_attention<T>(x.q, x.k, x.v, 3, 0, first_window_padded);
   EXPECT_TRUE(close<T>(RowMatrix<T>(win.topRows(3)), Mat::Zero(3, 3)));
   EXPECT_GT(win.bottomRows(4).cwiseAbs().maxCoeff(), T(0));
   // No keys at all (Nk = 0): zero rows; no queries: an empty output.
@@ -287,8 +291,8 @@ TYPED_TEST(BaselinesTest, WindowOnlyMatchesBruteForce) {
     for (Index window : {1, 4, 8, 16})
       for (Index ext : {0, 2, 8}) {
         const RowMatrix<T> got = bench::window_only_attention<T>(x.q, x.k, x.v, window, ext, opt);
-        EXPECT_TRUE(close<T>(got, brute_window(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v),
-                                               window, ext, opt)))
+        EXPECT_TRUE(close<T>(
+            got, brute_window(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v), window, ext, opt)))
             << "W = " << window << ", ext = " << ext << ", causal " << opt.causal << ", padded "
             << opt.key_padding.size();
       }
@@ -299,10 +303,7 @@ TYPED_TEST(BaselinesTest, WindowCoveringTheSequenceIsExact) {
   const Index n = 24;
   const auto x = this->inputs(n, n, 8, 8, 71);
   for (const AttentionOptions& opt : option_grid(n, 13)) {
-    test::RefSpec spec;
-    spec.causal = opt.causal;
-    spec.padding = opt.key_padding;
-    const Mat exact = test::reference_attention(this->dbl(x.q), this->dbl(x.k), this->dbl(x.v), spec);
+    const Mat exact = this->exact(x, opt);
     for (Index window : {n, n + 5, Index(100)})
       EXPECT_TRUE(close<T>(bench::window_only_attention<T>(x.q, x.k, x.v, window, 0, opt), exact))
           << "W = " << window << ", causal " << opt.causal;
@@ -315,8 +316,8 @@ TYPED_TEST(BaselinesTest, UniformIsTheMeanOfTheVisibleValues) {
   using T = TypeParam;
   const auto x = this->inputs(11, 17, 4, 5, 81);
   for (const AttentionOptions& opt : option_grid(17, 17))
-    EXPECT_TRUE(close<T>(bench::uniform_attention<T>(11, x.v, opt),
-                         brute_uniform(11, this->dbl(x.v), opt)))
+    EXPECT_TRUE(
+        close<T>(bench::uniform_attention<T>(11, x.v, opt), brute_uniform(11, this->dbl(x.v), opt)))
         << "causal " << opt.causal << ", padded " << opt.key_padding.size();
 }
 
@@ -335,21 +336,26 @@ TYPED_TEST(BaselinesTest, BadInputThrowsNamingTheArgument) {
             std::string::npos);
   EXPECT_NE(message([&] { bench::oracle_topk_attention<T>(x.q, x.k, v4, 2); }).find("v [4, 3]"),
             std::string::npos);
-  EXPECT_NE(message([&] { bench::oracle_topk_attention<T>(x.q, x.k, x.v, 2, short_mask); })
-                .find("key_padding has length 3"),
+  EXPECT_NE(message([&] {
+              bench::oracle_topk_attention<T>(x.q, x.k, x.v, 2, short_mask);
+            }).find("key_padding has length 3"),
             std::string::npos);
-  EXPECT_NE(message([&] { bench::oracle_topk_attention<T>(x.q, x.k, x.v, 2, nan_scale); })
-                .find("opt.scale"),
+  EXPECT_NE(message([&] {
+              bench::oracle_topk_attention<T>(x.q, x.k, x.v, 2, nan_scale);
+            }).find("opt.scale"),
             std::string::npos);
   EXPECT_NE(message([&] { bench::window_only_attention<T>(x.q, x.k, x.v, 0); }).find("window = 0"),
             std::string::npos);
-  EXPECT_NE(message([&] { bench::window_only_attention<T>(x.q, x.k, x.v, 2, -1); }).find("ext = -1"),
+  EXPECT_NE(
+      message([&] { bench::window_only_attention<T>(x.q, x.k, x.v, 2, -1); }).find("ext = -1"),
+      std::string::npos);
+  EXPECT_NE(message([&] {
+              bench::window_only_attention<T>(RowMatrix<T>(x.q.topRows(3)), x.k, x.v, 2);
+            }).find("Nq == Nk"),
             std::string::npos);
-  EXPECT_NE(message([&] { bench::window_only_attention<T>(RowMatrix<T>(x.q.topRows(3)), x.k, x.v, 2); })
-                .find("Nq == Nk"),
-            std::string::npos);
-  EXPECT_NE(message([&] { bench::uniform_attention<T>(5, x.v, short_mask); })
-                .find("key_padding has length 3"),
+  EXPECT_NE(message([&] {
+              bench::uniform_attention<T>(5, x.v, short_mask);
+            }).find("key_padding has length 3"),
             std::string::npos);
   EXPECT_NE(message([&] { bench::uniform_attention<T>(-1, x.v); }).find("nq = -1"),
             std::string::npos);
