@@ -12,7 +12,9 @@
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
-#include "fastattn/detail/exact/blocked.hpp"
+#include "fastattn/detail/exact/packed_decode.hpp"
+#include "fastattn/detail/exact/packed_kernel.hpp"
+#include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/exact/reference.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
@@ -21,20 +23,23 @@ namespace fastattn {
 
 /// Which implementation Exact<T> runs. Both compute the same function.
 enum class ExactKernel {
-  /// Blocked online softmax (docs/spec/exact.md §7): GEMM tiles, never an Nq x Nk buffer. The
+  /// Blocked online softmax (docs/spec/exact.md §7) over keys and values packed once per call,
+  /// with register-blocked micro-kernels (docs/exact_kernel.md); never an Nq x Nk buffer. The
   /// default.
   Blocked,
   /// One query row at a time with the row's logits materialized; simple and obviously right. The
-  /// anchor the blocked kernel is tested against.
+  /// anchor the blocked kernel is tested against. Applies to forward(); decoding (State) always
+  /// runs the packed kernels on its packed cache.
   Reference,
 };
 
 /// Configuration of Exact<T>.
 struct ExactOptions {
   ExactKernel kernel = ExactKernel::Blocked;
-  /// Query rows per tile (Br) of the blocked kernel; 0 = default (64). Tuning only.
+  /// Query rows per block (Br) of the blocked kernel; 0 = default (96). Tuning only.
   Index block_q = 0;
-  /// Keys per tile (Bc) of the blocked kernel; 0 = default (256). Tuning only.
+  /// Keys per block (Bc) of the blocked kernel, rounded up to whole key panels (8 to 32 keys,
+  /// depending on the ISA); 0 = default (256). Tuning only.
   Index block_k = 0;
 };
 
@@ -91,22 +96,20 @@ class Exact {
     if (options_.kernel == ExactKernel::Reference) {
       detail::exact_reference<T>(q, k, v, out, opt, bias, lse);
     } else {
-      detail::ExactBlocking blocking;
-      if (options_.block_q > 0) blocking.block_q = options_.block_q;
-      if (options_.block_k > 0) blocking.block_k = options_.block_k;
-      detail::exact_blocked<T>(q, k, v, out, opt, bias, lse, blocking);
+      detail::exact_packed<T>(q, k, v, out, opt, bias, lse, blocking());
     }
   }
 
   /// Causal decoding state: a KV cache of the keys [size, D] and values [size, Dv] seen so far,
-  /// with reserved capacity that grows geometrically, so step() does not allocate once the
-  /// capacity covers the sequence (see reserve()).
+  /// kept in the kernels' packed layout (appending a token writes it into its key panel; a step
+  /// never repacks), with reserved capacity that grows geometrically, so step() does not allocate
+  /// once the capacity covers the sequence (see reserve()).
   class State {
    public:
     /// Number of cached tokens.
-    Index size() const { return size_; }
+    Index size() const { return cache_.size(); }
     /// Tokens the cache holds without reallocating.
-    Index capacity() const { return capacity_; }
+    Index capacity() const { return cache_.capacity(); }
     /// Makes room for `tokens` tokens in total (allocates now if D is known, else at the first
     /// step).
     void reserve(Index tokens) {
@@ -118,14 +121,24 @@ class Exact {
     /// keeps the capacity. O(1).
     void truncate(Index tokens) {
       FASTATTN_CHECK(
-          tokens >= 0 && tokens <= size_,
-          "Exact::State::truncate: tokens must be in [0, " << size_ << "], got " << tokens);
-      size_ = tokens;
+          tokens >= 0 && tokens <= size(),
+          "Exact::State::truncate: tokens must be in [0, " << size() << "], got " << tokens);
+      cache_.truncate(tokens);
     }
-    /// Cached keys [size, D].
-    auto keys() const { return keys_.topRows(size_); }
-    /// Cached values [size, Dv].
-    auto values() const { return values_.topRows(size_); }
+    /// Cached keys [size, D], unpacked into a new matrix (padded tokens read as 0).
+    RowMatrix<T> keys() const {
+      RowMatrix<T> k(size(), head_dim_);
+      for (Index j = 0; j < k.rows(); ++j)
+        for (Index c = 0; c < k.cols(); ++c) k(j, c) = cache_.key(j, c);
+      return k;
+    }
+    /// Cached values [size, Dv], unpacked into a new matrix (padded tokens read as 0).
+    RowMatrix<T> values() const {
+      RowMatrix<T> v(size(), value_dim_);
+      for (Index j = 0; j < v.rows(); ++j)
+        for (Index c = 0; c < v.cols(); ++c) v(j, c) = cache_.value(j, c);
+      return v;
+    }
 
    private:
     friend class Exact;
@@ -133,19 +146,15 @@ class Exact {
         : value_dim_(value_dim), scale_(scale), alibi_slope_(alibi_slope) {}
 
     void grow(Index tokens) {
-      if (tokens <= capacity_) return;
-      const Index cap = std::max({tokens, 2 * capacity_, Index(64)});
-      keys_.conservativeResize(cap, head_dim_);
-      values_.conservativeResize(cap, value_dim_);
-      padded_.conservativeResize(cap);
-      logits_.resize(cap);
-      capacity_ = cap;
+      if (tokens <= cache_.capacity()) return;
+      cache_.reserve(std::max({tokens, 2 * cache_.capacity(), Index(64)}));
+      decode_.reserve(head_dim_, cache_.capacity(), detail::packet_padded<T>(value_dim_));
     }
 
-    RowMatrix<T> keys_, values_;
-    KeyMask padded_;
-    Vector<T> logits_;  // [capacity] workspace of one decoding step
-    Index size_ = 0, capacity_ = 0, requested_ = 0, head_dim_ = 0;
+    detail::PackedKvStorage<T> cache_;
+    detail::DecodeWorkspace<T> decode_;   // buffers of a one-token step
+    detail::PackedWorkspace<T> prefill_;  // buffers of a chunked prefill
+    Index requested_ = 0, head_dim_ = 0;
     Index value_dim_;
     double scale_;  // 0 = 1/sqrt(D)
     double alibi_slope_;
@@ -195,32 +204,29 @@ class Exact {
                        !detail::overlaps(out_t, v_t),
                    "Exact::step: out_t " << detail::shape(out_t)
                                          << " must not share memory with q_t, k_t or v_t");
-    state.head_dim_ = d;  // only once the call is known to be valid
-    detail::SerialEigenScope serial_eigen;
-    state.grow(std::max(state.size_ + n, state.requested_));
-    // A padded token is stored with zero key and value: it is never visible, and garbage in its
-    // value cannot reach an output through 0 * NaN.
-    if (padded) {
-      state.keys_.middleRows(state.size_, n).setZero();
-      state.values_.middleRows(state.size_, n).setZero();
-    } else {
-      state.keys_.middleRows(state.size_, n) = k_t;
-      state.values_.middleRows(state.size_, n) = v_t;
+    if (state.head_dim_ == 0) {  // only once the call is known to be valid
+      state.head_dim_ = d;
+      state.cache_.set_dims(d, state.value_dim_);
     }
-    state.padded_.segment(state.size_, n).setConstant(padded);
-    state.size_ += n;
+    detail::SerialEigenScope serial_eigen;
+    state.grow(std::max(state.size() + n, state.requested_));
+    // A padded token is stored with zero key and value and masked: it is never visible, and
+    // garbage in its value cannot reach an output through 0 * NaN.
+    for (Index t = 0; t < n; ++t) state.cache_.append(k_t.row(t).data(), v_t.row(t).data(), padded);
 
     AttentionOptions opt;
     opt.scale = state.scale_;
     opt.alibi_slope = state.alibi_slope_;
     if (n == 1) {
-      detail::exact_decode_row<T>(q_t, state.keys(), state.values(),
-                                  state.padded_.head(state.size_), opt,
-                                  state.logits_.head(state.size_), out_t);
+      detail::exact_packed_decode<T>(q_t.row(0).data(), state.cache_.view(),
+                                     detail::resolve_scale(opt, d), opt.alibi_slope, state.decode_,
+                                     out_t.row(0).data());
     } else {  // chunked prefill: bottom-right causal attention of the n new queries
       opt.causal = true;
-      opt.key_padding = state.padded_.head(state.size_);
-      forward(q_t, state.keys(), state.values(), out_t, opt);
+      Vector<T> no_lse;
+      VecRef<T> lse(no_lse);
+      detail::exact_packed_attention<T>(q_t, state.cache_.view(), out_t, opt, nullptr, lse,
+                                        blocking(), state.prefill_);
     }
   }
 
@@ -233,6 +239,13 @@ class Exact {
   }
 
  private:
+  detail::PackedBlocking blocking() const {
+    detail::PackedBlocking b;
+    if (options_.block_q > 0) b.block_q = options_.block_q;
+    if (options_.block_k > 0) b.block_k = options_.block_k;
+    return b;
+  }
+
   ExactOptions options_;
 };
 

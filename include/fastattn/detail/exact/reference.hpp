@@ -63,26 +63,4 @@ void exact_reference(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const Con
   }
 }
 
-/// One decoding step: the last query q [1, D] against every cached key k [Nk, D], v [Nk, Dv]
-/// (causal is a no-op for the last position) -> out [1, Dv]. `logits` [Nk] is caller-owned
-/// workspace, so the step does not allocate. Values of padded keys must be finite (the cache
-/// stores them as zeros).
-template <class T, class Keys, class Values, class Mask, class Logits>
-void exact_decode_row(const ConstMatRef<T>& q, const Keys& k, const Values& v, const Mask& padded,
-                      const AttentionOptions& opt, Logits logits, MatRef<T>& out) {
-  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-  const Index nk = k.rows();
-  const T scale = static_cast<T>(resolve_scale(opt, q.cols()));
-  logits.noalias() = k * q.row(0).transpose();
-  logits *= scale;
-  if (opt.alibi_slope != 0)
-    for (Index j = 0; j < nk; ++j)
-      logits[j] -= static_cast<T>(opt.alibi_slope * double(nk - 1 - j));
-  for (Index j = 0; j < nk; ++j)
-    if (padded[j]) logits[j] = neg_inf;
-  const SoftmaxRow<T> row = softmax_numerators(logits);
-  out.row(0).noalias() = logits.transpose() * v;  // the cache stores padded values as zeros
-  if (row.visible()) out /= row.sum;               // an empty row stays 0
-}
-
 }  // namespace fastattn::detail

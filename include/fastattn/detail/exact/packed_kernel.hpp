@@ -1,0 +1,348 @@
+#pragma once
+/// @file detail/exact/packed_kernel.hpp
+/// The fast path of exact attention: blocked online softmax (docs/spec/exact.md §7) over keys and
+/// values packed once per call, with register-blocked micro-kernels for both products
+/// (docs/exact_kernel.md). Never materializes Nq x Nk.
+///
+/// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp); for each query block of Br rows
+/// (queries scaled by s and packed per group of R rows; output accumulator [Br, Dv]): for each
+/// key block of Bc keys: for each group of R rows: score tiles for the key panels the group can
+/// see, turned into weights e^(x - reference) while still in registers; masks and biases
+/// where a panel needs them; then the value tiles. Causal attention computes only the panels a
+/// group can see and masks only the panels on its diagonal.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/exact/packed_kv.hpp"
+#include "fastattn/detail/simd/exp2.hpp"
+#include "fastattn/detail/simd/register_tile.hpp"
+#include "fastattn/detail/simd/softmax.hpp"
+#include "fastattn/detail/simd/tile_kernels.hpp"
+#include "fastattn/options.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn::detail {
+
+/// Tile sizes of the packed kernel (docs/exact_kernel.md, "Blocking").
+///  - block_q (Br): query rows per block. The block's packed queries and output accumulator
+///    (Br (D + Dv) elements, 48 KiB for 96 rows at D = Dv = 64 in float) stay in L2 across all
+///    key blocks, and each key block is read from L3 into L2 once per Br rows, i.e. Br / 2 flops
+///    per byte of L3 traffic (48 at Br = 96).
+///  - block_k (Bc): keys per block, rounded up to whole key panels. The block's keys and values
+///    (2 Bc D elements, 128 KiB at Bc = 256, D = 64 in float; 256 KiB at D = 128) stay in L2
+///    (1 MiB per core on the machines measured, 512 KiB to 2 MiB on current x86 and Arm cores)
+///    while every group of the query block passes over them; the weight tile of one group
+///    (R x Bc elements, 8 KiB) stays in L1. Larger Bc only amortizes the per-block work
+///    (starting and closing the online softmax of a group, the rescale of its accumulator).
+/// Cache sizes cannot be queried portably at compile time, so these are fixed constants chosen
+/// for L1 >= 32 KiB and L2 >= 512 KiB, and measured (bench/bench_kernels.cpp).
+struct PackedBlocking {
+  Index block_q = 96;
+  Index block_k = 256;
+};
+
+/// Workspace of the packed kernel for one call.
+template <class T>
+struct PackedWorkspace {
+  using Tile = RegisterTile<T>;
+  Vector<T> queries;           // [groups][D][R]  scaled queries of one block, transposed per group
+  Vector<T> acc;               // [groups * R][value_stride]  running sum of p v
+  Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference m and sum l
+  Vector<T> tile;              // [block panels][R][C]  scores, then weights, of one group
+
+  /// Sizes the buffers for a call (they only grow).
+  void reserve(Index groups, Index dim, Index value_stride, Index block_panels) {
+    const Index rows = groups * Tile::kRows;
+    grow(queries, rows * dim);
+    grow(acc, rows * value_stride);
+    grow(row_ref, rows);
+    grow(row_sum, rows);
+    grow(tile, block_panels * Tile::kRows * Tile::kCols);
+  }
+
+ private:
+  static void grow(Vector<T>& buffer, Index size) {
+    if (buffer.size() < size) buffer.resize(size);
+  }
+};
+
+/// Per-thread buffers of exact_packed, kept between calls.
+///
+/// Why: packing K and V needs O(Nk (D + Dv)) fresh memory per call, and first-touching fresh
+/// pages costs about 2.4 us per 4 KiB here (measured: 10% of a 4096 x 64 forward). Reusing the
+/// pages of the previous call removes that. Packed K/V of up to kRetainedBytes are kept per thread
+/// (and per T); larger ones are freed after the call, where the O(Nk^2) work dwarfs the page
+/// faults (under 2% at Nk = 16384).
+template <class T>
+struct ExactScratch {
+  static constexpr std::size_t kRetainedBytes = std::size_t(16) << 20;
+  PackedKvStorage<T> kv;
+  PackedWorkspace<T> tiles;
+
+  static ExactScratch& of_this_thread() {
+    thread_local ExactScratch scratch;
+    return scratch;
+  }
+};
+
+namespace packed_detail {
+
+/// Adds the full bias and ALiBi, and masks keys past the causal limit or past Nk, in one score
+/// panel s [R][C] of a group whose first row is query i0 (rows of them present) and whose first
+/// key is j0. `bias` is the [Nq, Nk] bias or null; `alibi` the ALiBi slope.
+template <class T>
+void finish_scores(T* s, int rows, Index i0, Index j0, Index nk, Index delta, bool causal,
+                   const ConstMatRef<T>* bias, T alibi) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int C = Tile::kCols, L = Tile::kLanes;
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  if (j0 + C > nk) {  // the last panel: per element, never reading the bias past Nk
+    for (int r = 0; r < rows; ++r) {
+      const Index i = i0 + r;
+      for (int c = 0; c < C; ++c) {
+        const Index j = j0 + c;
+        T& x = s[r * C + c];
+        if (j >= nk || (causal && j > i + delta)) {
+          x = neg_inf;
+        } else {
+          if (bias) x += (*bias)(i, j);
+          if (alibi != 0) x -= alibi * static_cast<T>(std::abs(i + delta - j));
+        }
+      }
+    }
+    return;
+  }
+  const Packet iota = plset<Packet>(T(0));
+  for (int r = 0; r < rows; ++r) {
+    const Index i = i0 + r;
+    for (int p = 0; p < Tile::kPackets; ++p) {
+      const Index jp = j0 + p * L;  // first key of this packet
+      Packet x = pload<Packet>(s + r * C + p * L);
+      if (bias) x = padd(x, ploadu<Packet>(bias->data() + i * bias->outerStride() + jp));
+      if (alibi != 0) {  // -slope |i + delta - j|, with j - jp = 0, 1, ... exact in T
+        const Packet distance = pabs(psub(pset1<Packet>(static_cast<T>(i + delta - jp)), iota));
+        x = psub(x, pmul(pset1<Packet>(alibi), distance));
+      }
+      if (causal) {  // keys jp + c with c < visible are visible to row i
+        const Index visible = std::clamp<Index>(i + delta - jp + 1, 0, L);
+        x = pselect(pcmp_lt(iota, pset1<Packet>(static_cast<T>(visible))), x,
+                    pset1<Packet>(neg_inf));
+      }
+      pstore(s + r * C + p * L, x);
+    }
+  }
+}
+
+/// The online-softmax references of the rows of one group, for one key block.
+template <class T>
+struct GroupReference {
+  static constexpr int R = RegisterTile<T>::kRows;
+  T ref[R];  // the rows' references m (natural units; -inf while nothing is visible)
+
+  /// Starts a key block: references from the running m, sums 0. Absent rows (r >= rows) get the
+  /// reference +inf: weights 0, never a rescale.
+  void start(const T* m, int rows, GroupSoftmax<T>& sm) {
+    for (int r = 0; r < R; ++r) {
+      ref[r] = r < rows ? m[r] : std::numeric_limits<T>::infinity();
+      sm.set_reference(r, ref[r]);
+      sm.sum[r] = Eigen::internal::pset1<typename GroupSoftmax<T>::Packet>(T(0));
+    }
+  }
+};
+
+/// Turns panel p of a group's tile (logits) into weights: first, for each row with a logit above
+/// its limit, raises the reference to the row's max there and rescales the weights of the panels
+/// before p and the running sum by e^(old - new); then the weights as in score_tiles.
+template <class T>
+void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, C = Tile::kCols, L = Tile::kLanes;
+  for (int r = 0; r < R; ++r) {
+    T* row = tile + (p * R + r) * C;
+    Packet mx = pload<Packet>(row);
+    for (int c = L; c < C; c += L) mx = pmax(mx, pload<Packet>(row + c));
+    const T row_max = predux_max(mx);
+    if (row_max > sm.limit[r]) {
+      const Packet f = pset1<Packet>(std::exp(gr.ref[r] - row_max));  // 0 from a -inf reference
+      for (Index q = 0; q < p; ++q)
+        for (int c = 0; c < C; c += L) {
+          T* w = tile + (q * R + r) * C + c;
+          pstore(w, pmul(f, pload<Packet>(w)));
+        }
+      sm.sum[r] = pmul(f, sm.sum[r]);
+      gr.ref[r] = row_max;
+      sm.set_reference(r, row_max);
+    }
+    const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(sm.shift[r]);
+    for (int c = 0; c < C; c += L) {
+      const Packet e = pexp2<T>(pmul(psub(pload<Packet>(row + c), shift), log2e));
+      pstore(row + c, e);
+      sm.sum[r] = padd(sm.sum[r], e);
+    }
+  }
+}
+
+/// score_tiles with the template flags from run-time values.
+template <class T>
+Index score_panels(bool add_row, bool exp, const T* qp, const T* kp, Index depth, Index panels,
+                   const T* key_add, T* s, GroupSoftmax<T>& sm) {
+  if (panels <= 0) return 0;
+  if (add_row)
+    return exp ? score_tiles<T, true, true>(qp, kp, depth, panels, key_add, s, sm)
+               : score_tiles<T, true, false>(qp, kp, depth, panels, key_add, s, sm);
+  return exp ? score_tiles<T, false, true>(qp, kp, depth, panels, key_add, s, sm)
+             : score_tiles<T, false, false>(qp, kp, depth, panels, key_add, s, sm);
+}
+
+}  // namespace packed_detail
+
+/// q [Nq, D] against packed keys/values kv (Nk keys) -> out [Nq, Dv], lse [Nq] if non-empty.
+/// opt supplies scale, causal and the ALiBi slope (its key_padding must already be folded into
+/// kv.key_add); `bias` points to the [Nq, Nk] bias, or is null (a per-key bias belongs in
+/// kv.key_add). Arguments are already validated.
+template <class T>
+void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatRef<T>& out,
+                            const AttentionOptions& opt, const ConstMatRef<T>* bias, VecRef<T>& lse,
+                            PackedBlocking blocking, PackedWorkspace<T>& ws) {
+  using Tile = RegisterTile<T>;
+  constexpr int R = Tile::kRows, C = Tile::kCols;
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  const Index nq = q.rows(), nk = kv.size, d = kv.dim, dv = kv.value_dim;
+  const Index ldv = kv.value_stride, delta = nk - nq;
+  const T scale = static_cast<T>(resolve_scale(opt, d));
+  const T alibi = static_cast<T>(opt.alibi_slope);
+  const bool causal = opt.causal;
+  const bool finish_all = bias != nullptr || alibi != 0;  // every panel needs finish_scores
+
+  const Index br = std::clamp<Index>(blocking.block_q, 1, std::max<Index>(nq, 1));
+  const Index block_panels = std::max<Index>(1, key_panels<T>(blocking.block_k));
+  ws.reserve((br + R - 1) / R, d, ldv, block_panels);
+  GroupSoftmax<T> sm;
+  packed_detail::GroupReference<T> gr;
+
+  for (Index r0 = 0; r0 < nq; r0 += br) {
+    const Index rows = std::min(br, nq - r0);
+    const Index groups = (rows + R - 1) / R;
+    // Scaled queries, transposed per group of R rows (absent rows are 0).
+    for (Index g = 0; g < groups; ++g) {
+      T* dst = ws.queries.data() + g * d * R;
+      for (int r = 0; r < R; ++r) {
+        const Index i = r0 + g * R + r;
+        if (i < r0 + rows) {
+          const T* src = q.row(i).data();
+          for (Index dd = 0; dd < d; ++dd) dst[dd * R + r] = scale * src[dd];
+        } else {
+          for (Index dd = 0; dd < d; ++dd) dst[dd * R + r] = T(0);
+        }
+      }
+    }
+    // The next block's queries and this block's output rows are fetched while this block
+    // computes: rows of a strided head ([B, N, H, D]) defeat the hardware prefetchers.
+    for (Index i = r0 + br; i < std::min(nq, r0 + 2 * br); ++i) prefetch_row(q.row(i).data(), d);
+    for (Index i = r0; i < r0 + rows; ++i) prefetch_row(out.row(i).data(), dv);
+    ws.acc.head(groups * R * ldv).setZero();
+    ws.row_ref.head(groups * R).setConstant(neg_inf);
+    ws.row_sum.head(groups * R).setZero();
+
+    // Keys any row of this block may see: all, or (causal) those with j <= r0 + rows - 1 + delta.
+    const Index key_end = causal ? std::clamp<Index>(r0 + rows + delta, 0, nk) : nk;
+    const Index panels_total = key_panels<T>(key_end);
+    for (Index pb = 0; pb < panels_total; pb += block_panels) {
+      for (Index g = 0; g < groups; ++g) {
+        const Index i0 = r0 + g * R;
+        const int grows = static_cast<int>(std::min<Index>(R, r0 + rows - i0));
+        // Keys this group may see, and the panels of this block that hold them.
+        const Index limit = causal ? std::clamp<Index>(i0 + grows + delta, 0, key_end) : key_end;
+        const Index panels = std::min(block_panels, key_panels<T>(limit) - pb);
+        if (panels <= 0) continue;
+        // Panels [0, clean) need nothing beyond the key row: scores and weights in one pass.
+        // The rest (the panel holding key Nk, the panels on the group's causal diagonal, or all
+        // of them with a full bias or ALiBi) are scored, finished, then turned into weights.
+        Index clean = panels;
+        if (finish_all) {
+          clean = 0;
+        } else {
+          clean = std::min(clean, nk / C - pb);
+          if (causal)  // the first panel with a key past row i0's limit i0 + delta
+            clean = std::min(clean, std::max<Index>(i0 + delta + 1, 0) / C - pb);
+          clean = std::max<Index>(clean, 0);
+        }
+        T* m = ws.row_ref.data() + g * R;
+        T* l = ws.row_sum.data() + g * R;
+        gr.start(m, grows, sm);
+        const T* qp = ws.queries.data() + g * d * R;
+        const T* kp = kv.keys + pb * d * C;
+        const T* add = kv.key_add ? kv.key_add + pb * C : nullptr;
+        T* tile = ws.tile.data();
+        for (Index done = 0; done < clean;) {
+          done += packed_detail::score_panels<T>(add != nullptr, true, qp, kp + done * d * C, d,
+                                                 clean - done, add ? add + done * C : nullptr,
+                                                 tile + done * R * C, sm);
+          if (done < clean) packed_detail::exp_panel<T>(tile, done++, sm, gr);  // rescale
+        }
+        packed_detail::score_panels<T>(add != nullptr, false, qp, kp + clean * d * C, d,
+                                       panels - clean, add ? add + clean * C : nullptr,
+                                       tile + clean * R * C, sm);
+        for (Index p = clean; p < panels; ++p) {
+          packed_detail::finish_scores<T>(tile + p * R * C, grows, i0, (pb + p) * C, nk, delta,
+                                          causal, bias, alibi);
+          packed_detail::exp_panel<T>(tile, p, sm, gr);
+        }
+        // Close the block: alpha = e^(m_old - m_new) rescales what the rows had before.
+        T alpha[R];
+        for (int r = 0; r < grows; ++r) {
+          alpha[r] = m[r] == gr.ref[r] ? T(1) : std::exp(m[r] - gr.ref[r]);  // e^-inf = 0
+          l[r] = alpha[r] * l[r] + Eigen::internal::predux(sm.sum[r]);
+          m[r] = gr.ref[r];
+        }
+        const T* v = kv.values + pb * C * ldv;
+        T* o = ws.acc.data() + g * R * ldv;
+        Index c = 0;
+        for (; c + C <= ldv; c += C)
+          value_tile<T, Tile::kPackets>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+        static_assert(Tile::kPackets == 2, "the last value chunk is one packet wide");
+        if (c < ldv) value_tile<T, 1>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+      }
+    }
+
+    for (Index r = 0; r < rows; ++r) {
+      const Index i = r0 + r;
+      const SoftmaxRow<T> row{ws.row_ref[r], ws.row_sum[r]};
+      if (row.visible())
+        out.row(i) = ws.acc.segment(r * ldv, dv).transpose() / row.sum;
+      else  // empty row (docs/spec/exact.md §4)
+        out.row(i).setZero();
+      if (lse.size() != 0) lse[i] = row.log_sum_exp();
+    }
+  }
+}
+
+/// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv] (and lse [Nq] if non-empty). `bias` is
+/// [Nq, Nk], [1, Nk] or empty. Packs K and V (with opt.key_padding and a per-key bias folded in)
+/// and runs exact_packed_attention. Arguments are already validated.
+template <class T>
+void exact_packed(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                  MatRef<T>& out, const AttentionOptions& opt, const ConstMatRef<T>& bias,
+                  VecRef<T>& lse, PackedBlocking blocking) {
+  const bool full_bias = bias.size() != 0 && bias.rows() == q.rows() && q.rows() != 1;
+  const bool key_bias = bias.size() != 0 && !full_bias;
+  ExactScratch<T>& scratch = ExactScratch<T>::of_this_thread();
+  scratch.kv.set_dims(k.cols(), v.cols());
+  if (key_bias)
+    scratch.kv.pack(k, v, opt.key_padding, bias.row(0));
+  else
+    scratch.kv.pack(k, v, opt.key_padding, Vector<T>());
+  exact_packed_attention<T>(q, scratch.kv.view(), out, opt, full_bias ? &bias : nullptr, lse,
+                            blocking, scratch.tiles);
+  if (scratch.kv.bytes() > ExactScratch<T>::kRetainedBytes) scratch.kv.release();
+}
+
+}  // namespace fastattn::detail

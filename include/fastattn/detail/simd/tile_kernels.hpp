@@ -1,0 +1,160 @@
+#pragma once
+/// @file detail/simd/tile_kernels.hpp
+/// Register-blocked micro-kernels of the exact attention tile (docs/exact_kernel.md): the score
+/// tile S = Q_g K_p^T of one query group against one key panel, and the value tile O_g += P V over
+/// a run of key panels. Written on Eigen's packet primitives, so one source gives AVX-512, AVX2,
+/// SSE and NEON code, and scalar code under EIGEN_DONT_VECTORIZE.
+///
+/// Why hand-written: Eigen's GEMM repacks both operands for every product, so a 96 x 256 tile
+/// reaches 65-70% of the FMA peak; these kernels read operands packed once per call
+/// (detail/exact/packed_kv.hpp) and keep the whole tile in registers.
+///
+/// Why EIGEN_DONT_INLINE: inlined into the panel loops, GCC 12 at -O3 keeps a copy of the
+/// accumulator array on the stack and stores all of it in every step (measured: 32% of the FMA
+/// peak instead of 97%); as separate functions the accumulators stay in registers. A call costs
+/// a few cycles against the >= 500 cycles of one tile.
+
+#include <limits>
+
+#include <Eigen/Core>
+
+#include "fastattn/detail/simd/exp2.hpp"
+#include "fastattn/detail/simd/register_tile.hpp"
+#include "fastattn/types.hpp"
+
+namespace fastattn::detail {
+
+/// The online-softmax bookkeeping of one query group within one key block, read and updated by
+/// score_tiles (docs/exact_kernel.md, "Softmax"). Each row has a reference m (at most
+/// kHeadroom ln 2 below the row's largest logit so far); the weight of a logit x is
+/// e^(x - m) = 2^((x - m) log2 e): a subtraction, a multiplication and pexp2. A logit above
+/// limit[r] = m + kHeadroom ln 2 stops the fused pass, so the caller can raise the reference
+/// first and no weight exceeds about 2^kHeadroom.
+///
+/// Why (x - m) log2 e: x - m is exact when x is near m (and rounded relative to itself
+/// otherwise), so a weight is as accurate as a natural-unit exp(x - m), for logits of any
+/// magnitude and without relying on a fused multiply-add. Scaling the queries by log2 e instead
+/// rounds every logit by u |x| (1e-3 at logits of 1e4 in float), and x log2 e - m log2 e is off
+/// by half an ulp of m log2 e, which at |m| ~ 1e300 in double is itself astronomically large.
+template <class T>
+struct GroupSoftmax {
+  using Packet = typename RegisterTile<T>::Packet;
+  static constexpr int R = RegisterTile<T>::kRows;
+  /// Weights may exceed 1 by up to this factor (base-2 exponent) before a rescale.
+  static constexpr T kHeadroom = T(8);
+  Packet sum[R];  // running sums of this block's weights
+  T shift[R];     // m; 0 while m = -inf (nothing visible yet); +inf for absent rows
+  T limit[R];     // m + kHeadroom ln 2; the lowest finite T while m = -inf
+
+  /// Sets row r's shift and limit from its reference m (-inf: nothing visible yet; +inf: an
+  /// absent row, whose weights are all 0 and which never asks for a rescale).
+  void set_reference(int r, T m) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    shift[r] = m == -inf ? T(0) : m;  // (-inf - 0) log2 e = -inf: weight 0
+    limit[r] = m == -inf ? std::numeric_limits<T>::lowest() : m + kHeadroom * kLn2<T>;
+  }
+};
+
+/// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
+/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. qp
+/// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
+/// transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask
+/// and per-key bias) to every row. kExp: turns the logits into weights (see GroupSoftmax) while
+/// they are in registers and adds them to sm.sum; stops at the first panel where a score exceeds
+/// its row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
+/// weights (`panels` unless it stopped; 0 without kExp).
+template <class T, bool kAddRow, bool kExp>
+EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index panels,
+                                    const T* add_row, T* s, GroupSoftmax<T>& sm) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
+  for (Index panel = 0; panel < panels; ++panel, s += R * C) {
+    Packet acc[R][P];
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) acc[r][p] = pset1<Packet>(T(0));
+    const T* a_ptr = qp;
+    for (Index k = 0; k < depth; ++k, a_ptr += R, kp += C) {
+      Packet b[P];
+      for (int p = 0; p < P; ++p) b[p] = pload<Packet>(kp + p * L);
+      for (int r = 0; r < R; ++r) {
+        const Packet a = pset1<Packet>(a_ptr[r]);
+        for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
+      }
+    }
+    if constexpr (kAddRow) {
+      Packet b[P];
+      for (int p = 0; p < P; ++p) b[p] = pload<Packet>(add_row + panel * C + p * L);
+      for (int r = 0; r < R; ++r)
+        for (int p = 0; p < P; ++p) acc[r][p] = padd(acc[r][p], b[p]);
+    }
+    if constexpr (kExp) {
+      // Any score above its row's limit? (limit is finite or +inf, so no inf - inf.)
+      Packet excess = psub(pmax(acc[0][0], acc[0][1]), pset1<Packet>(sm.limit[0]));
+      for (int r = 1; r < R; ++r) {
+        Packet m = acc[r][0];
+        for (int p = 1; p < P; ++p) m = pmax(m, acc[r][p]);
+        excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
+      }
+      const Packet over = pcmp_lt(pset1<Packet>(T(0)), excess);
+      if (predux_any(over)) {  // rare: the caller raises the reference first
+        for (int r = 0; r < R; ++r)
+          for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
+        return panel;
+      }
+      const Packet log2e = pset1<Packet>(kLog2e<T>);
+      for (int r = 0; r < R; ++r) {
+        const Packet shift = pset1<Packet>(sm.shift[r]);
+        Packet sum = sm.sum[r];
+        for (int p = 0; p < P; ++p) {
+          const Packet e = pexp2<T>(pmul(psub(acc[r][p], shift), log2e));
+          pstore(s + r * C + p * L, e);
+          sum = padd(sum, e);
+        }
+        sm.sum[r] = sum;
+      }
+    } else {
+      for (int r = 0; r < R; ++r)
+        for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
+    }
+  }
+  return kExp ? panels : 0;
+}
+
+/// o [rows, W L] (row stride ldo, W = kWidth packets of L lanes) = diag(alpha) o + sum over
+/// `panels` key panels of P_panel V_panel, for one query group: p holds the panels' P tiles, each
+/// [R][C] (as written by score_tiles and the softmax pass); v the same keys' values for this
+/// column chunk, each panel's [C][W L] (row-major, aligned) at v + panel * panel_stride. Only the
+/// first `rows` rows of o are written.
+template <class T, int kWidth>
+EIGEN_DONT_INLINE void value_tile(const T* p, Index panels, const T* v, Index panel_stride, T* o,
+                                  Index ldo, const T* alpha, int rows) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, L = Tile::kLanes, C = Tile::kCols;
+  Packet acc[R][kWidth];
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < kWidth; ++w) acc[r][w] = pset1<Packet>(T(0));
+  for (Index panel = 0; panel < panels; ++panel, p += R * C) {
+    const T* b_ptr = v + panel * panel_stride;
+    for (int j = 0; j < C; ++j, b_ptr += kWidth * L) {
+      Packet b[kWidth];
+      for (int w = 0; w < kWidth; ++w) b[w] = pload<Packet>(b_ptr + w * L);
+      for (int r = 0; r < R; ++r) {
+        const Packet a = pset1<Packet>(p[r * C + j]);
+        for (int w = 0; w < kWidth; ++w) acc[r][w] = pmadd(a, b[w], acc[r][w]);
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const Packet a = pset1<Packet>(alpha[r]);
+    for (int w = 0; w < kWidth; ++w) {
+      T* dst = o + r * ldo + w * L;
+      pstore(dst, pmadd(a, pload<Packet>(dst), acc[r][w]));
+    }
+  }
+}
+
+}  // namespace fastattn::detail
