@@ -1,4 +1,4 @@
-// Tests of detail/sincos.hpp: the joint sin/cos of the trig features against std::sin/std::cos in
+// Tests of detail/simd/sincos.hpp: the joint sin/cos of the trig features against std::sin/std::cos in
 // double (moderate and reduced-range arguments, the large-argument fallback mixed with small
 // arguments in one packet, NaN and infinity, in-place use).
 

@@ -27,7 +27,7 @@
 //    chunking, causal alignment, padding, gating and guards, not the randomness of W (the
 //    statistical tests in test_favor/test_rfa do).
 //  * Favor compat modes: the double instantiation Favor<double> (float inputs), plus the
-//    sub-convexity bound. Justification: detail/favor_compat.hpp already evaluates the reference
+//    sub-convexity bound. Justification: detail/favor/compat.hpp already evaluates the reference
 //    implementations' formulas plainly in double; test_favor checks them against those
 //    implementations, and an independent copy here would duplicate it line by line.
 //  * Eva 1-D: reference/eva.hpp (docs/spec/eva.md §5.2 Reference and §5.3 Disjoint); a single
