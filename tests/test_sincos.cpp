@@ -1,6 +1,6 @@
-// Tests of detail/simd/sincos.hpp: the joint sin/cos of the trig features against std::sin/std::cos in
-// double (moderate and reduced-range arguments, the large-argument fallback mixed with small
-// arguments in one packet, NaN and infinity, in-place use).
+// Tests of detail/simd/sincos.hpp: the joint sin/cos of the trig features against std::sin and
+// std::cos in double (moderate and reduced-range arguments, the large-argument fallback mixed with
+// small arguments in one packet, NaN and infinity, in-place use).
 
 #include "fastattn/features.hpp"
 
