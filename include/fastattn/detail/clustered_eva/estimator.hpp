@@ -3,8 +3,9 @@
 /// The ClusteredEva estimator over a given partition (docs/spec/eva.md §10.2-§10.5, §10.7): per
 /// block of queries, the cluster scores (one GEMM, a second for the diagonal mass correction), the
 /// top-r selection, the summary entries of the other clusters (one GEMM against beta), the local
-/// window, and the selected clusters run as small GEMMs over the queries that selected each one,
-/// all merged into one softmax per query (OnlineSoftmaxRows). No [Nq, Nk] buffer.
+/// window, and the selected clusters run through the packed exact kernel over the queries that
+/// selected each one, all merged into one softmax per query (OnlineSoftmaxRows). No [Nq, Nk]
+/// buffer.
 
 #include <algorithm>
 #include <cmath>
