@@ -213,7 +213,6 @@ class Eva {
                    fn << ": params.local_bias " << detail::shape(bias) << " must be [W, W + e] = ["
                       << config_.window << ", " << config_.window + config_.ext
                       << "] for causal decoding");
-    detail::SerialEigenScope serial_eigen;
     s.step(chunk_rule(s.scale(), true), bias, q_t, k_t, v_t, padded, out_t);
   }
 

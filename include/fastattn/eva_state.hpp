@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "fastattn/config.hpp"
+#include "fastattn/detail/common/eigen_threads.hpp"
 #include "fastattn/detail/eva/chunks.hpp"
 #include "fastattn/detail/eva/config.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
@@ -90,6 +91,9 @@ class EvaState {
     // 1. Publish the chunk that the previous token completed (spec §6 step 1).
     if (t > 0 && t % chunk_ == 0) {
       if (done_ == chunk_capacity()) grow(2 * chunk_capacity());
+      // The chunk's products are GEMMs Eigen could thread; the per-token ones below are GEMVs,
+      // which it never does, so only this branch pays for the scope (about 40 ns per step).
+      detail::SerialEigenScope serial_eigen;
       detail::finalize_eva_chunk<T>(rule, part_q_.topRows(part_count_), part_k_.topRows(part_count_),
                             part_v_.topRows(part_count_), part_pad_.data(), chunk_, chunk_ws_, kt_,
                             beta_, offset_, done_);

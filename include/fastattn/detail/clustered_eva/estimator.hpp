@@ -3,8 +3,9 @@
 /// The ClusteredEva estimator over a given partition (docs/spec/eva.md §10.2-§10.5, §10.7): per
 /// block of queries, the cluster scores (one GEMM, a second for the diagonal mass correction), the
 /// top-r selection, the summary entries of the other clusters (one GEMM against beta), the local
-/// window, and the selected clusters run as small GEMMs over the queries that selected each one,
-/// all merged into one softmax per query (OnlineSoftmaxRows). No [Nq, Nk] buffer.
+/// window, and the selected clusters run through the packed exact kernel over the queries that
+/// selected each one, all merged into one softmax per query (OnlineSoftmaxRows). No [Nq, Nk]
+/// buffer.
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,8 @@
 #include "fastattn/detail/clustered_eva/online_softmax.hpp"
 #include "fastattn/detail/clustered_eva/partition.hpp"
 #include "fastattn/detail/clustered_eva/summaries.hpp"
+#include "fastattn/detail/exact/packed_kernel.hpp"
+#include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/types.hpp"
 
@@ -31,13 +34,19 @@ struct ClusteredEvaBuffers {
   Vector<T> beta_logits;                    // scratch of summarize_values
   RowMatrix<T> qs, qsq, gap, scores, logits, partial, qg, attending;
   RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
-  Vector<T> centre_den, top_scores;
+  Vector<T> centre_den, select_row;
   std::vector<SoftmaxRow<T>> parts;
   std::vector<Index> selected, group_begin, group_rows, next;
   OnlineSoftmaxRows<T> state;
   std::vector<Index> in_window, slot, touched;  // window
   ClusterMoments<T> adjusted;
   RowMatrix<T> adjusted_beta, adjusted_scores, rest_keys, rest_values, window_keys, window_values;
+  // The exact clusters: each cluster's keys and values packed for the exact kernel (once per kv
+  // head), the kernel's tiles, its log-sum-exp per query and the window bias [block, largest].
+  std::vector<PackedKvStorage<T>> packed;
+  PackedWorkspace<T> tiles;
+  Vector<T> exact_lse;
+  RowMatrix<T> window_bias;
 };
 
 /// The query side of one kv head: construct once per (kv head, call) over its clusters, then
@@ -76,7 +85,7 @@ class ClusteredEvaEstimator {
     b_.partial.resize(block_, dv_);
     b_.parts.resize(size_t(block_));
     b_.selected.resize(size_t(block_ * r1));
-    b_.top_scores.resize(r1);
+    b_.select_row.resize(c_);
     b_.group_begin.resize(size_t(c_ + 1));
     b_.group_rows.resize(size_t(block_ * r1));
     b_.qg.resize(block_, d_);
@@ -96,6 +105,7 @@ class ClusteredEvaEstimator {
       b_.window_keys.resize(std::min(kKeyChunk, w_), d_);
       b_.window_values.resize(std::min(kKeyChunk, w_), dv_);
     }
+    if (r_ > 0) pack_clusters();
     if (cfg_.centre == ClusterCentre::AttendingQueries) b_.attending.resize(block_, c_);
     if (cfg_.centre == ClusterCentre::KeyMean) {  // query-independent: once for all query heads
       if (cfg_.summary == ClusterSummary::SingleSample)
@@ -164,6 +174,21 @@ class ClusteredEvaEstimator {
       if (b_.centre_den[c] > 0) b_.mu.row(c) += b_.centre_num.row(c) / b_.centre_den[c];
   }
 
+  /// Packs every cluster's keys and values in the exact kernel's layout (buffers only grow).
+  void pack_clusters() {
+    if (b_.packed.size() < size_t(c_)) b_.packed.resize(size_t(c_));
+    const KeyMask no_padding;
+    const Vector<T> no_bias;
+    for (Index c = 0; c < c_; ++c) {
+      b_.packed[size_t(c)].set_dims(d_, dv_);
+      b_.packed[size_t(c)].pack(cl_.keys.middleRows(cl_.first(c), cl_.size(c)),
+                                cl_.values.middleRows(cl_.first(c), cl_.size(c)), no_padding,
+                                no_bias);
+    }
+    b_.exact_lse.resize(block_);
+    if (w_ > 0) b_.window_bias.resize(block_, cl_.largest());
+  }
+
   // ---- scores and selection (§10.3, §10.4) ----
 
   /// qs [b, D] (scaled queries) -> out [b, m]: the estimated log-masses of the clusters whose
@@ -199,25 +224,27 @@ class ClusteredEvaEstimator {
     b_.qs.topRows(b) = scale_ * q.middleRows(i0, b);
     score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topRows(b));
     if (r_ == 0) return;
-    // Top r by insertion into a sorted list of r (r is small; one compare per cluster typically).
-    // Order: larger score first, ties to the lower index; NaN ranks below everything.
+    // Top r by r passes of (vectorized max, first index of it) over a copy of the row: branch
+    // mispredictions made an insertion sort over the row the costliest part of this function.
+    // Order: larger score first, ties to the lower index; NaN ranks as -inf.
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    T* const buf = b_.select_row.data();
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> candidates(buf, c_);
     for (Index i = 0; i < b; ++i) {
-      Index* top = &b_.selected[size_t(i * r_)];
-      T* top_score = b_.top_scores.data();
-      Index filled = 0;
-      for (Index c = 0; c < c_; ++c) {
-        T x = b_.scores(i, c);
-        if (std::isnan(x)) x = neg_inf;
-        if (filled == r_ && !(x > top_score[r_ - 1])) continue;  // (equal: the lower index stays)
-        Index pos = filled == r_ ? r_ - 1 : filled++;
-        for (; pos > 0 && x > top_score[pos - 1]; --pos) {
-          top[pos] = top[pos - 1];
-          top_score[pos] = top_score[pos - 1];
-        }
-        top[pos] = c;
-        top_score[pos] = x;
+      candidates = b_.scores.row(i).transpose().array();
+      candidates = (candidates == candidates).select(candidates, neg_inf);
+      Index* const top = &b_.selected[size_t(i * r_)];
+      Index t = 0;
+      for (; t < r_; ++t) {
+        const T best = candidates.maxCoeff();
+        if (best == neg_inf) break;
+        const Index c = Index(std::find(buf, buf + c_, best) - buf);
+        top[t] = c;
+        buf[c] = neg_inf;
       }
+      // The rest rank -inf: the lowest indices not taken yet.
+      for (Index c = 0; t < r_; ++c)
+        if (std::find(top, top + t, c) == top + t) top[t++] = c;
     }
   }
 
@@ -357,9 +384,10 @@ class ClusteredEvaEstimator {
     }
   }
 
-  /// The selected clusters: per cluster, the block's queries that selected it, gathered, against
-  /// the cluster's keys as small GEMMs (keys of a query's window masked: they are in its window
-  /// part already).
+  /// The selected clusters: per cluster, the block's queries that selected it, gathered, run
+  /// through the packed exact kernel against the cluster's packed keys and values (keys of a
+  /// query's window masked by a bias: they are in its window part already); each query's
+  /// normalized output and log-sum-exp enter its softmax as one part.
   void run_exact_clusters(Index i0, Index b) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (r_ == 0) return;
@@ -370,35 +398,34 @@ class ClusteredEvaEstimator {
     b_.next.assign(b_.group_begin.begin(), b_.group_begin.end() - 1);
     for (Index i = 0; i < b; ++i)
       for (Index t = 0; t < r_; ++t) b_.group_rows[size_t(b_.next[size_t(selected(i, t))]++)] = i;
+    AttentionOptions unit_scale;  // the gathered queries are scaled already
+    unit_scale.scale = 1;
     for (Index c = 0; c < c_; ++c) {
       const Index g0 = b_.group_begin[size_t(c)], g = b_.group_begin[size_t(c + 1)] - g0;
       if (g == 0) continue;
+      const Index* row_of = &b_.group_rows[size_t(g0)];
       auto qg = b_.qg.topRows(g);
-      for (Index i = 0; i < g; ++i) qg.row(i) = b_.qs.row(b_.group_rows[size_t(g0 + i)]);
-      for (Index j0 = 0; j0 < cl_.size(c); j0 += kKeyChunk) {
-        const Index len = std::min(kKeyChunk, cl_.size(c) - j0), first = cl_.first(c) + j0;
-        const auto keys = cl_.keys.middleRows(first, len);
-        const auto values = cl_.values.middleRows(first, len);
-        for (Index t0 = 0; t0 < g; t0 += kRowTile) {  // row tiles bound the logits buffer
-          const Index rows = std::min(kRowTile, g - t0);
-          const Index* row_of = &b_.group_rows[size_t(g0 + t0)];
-          auto tile = b_.logits.topLeftCorner(rows, len);
-          tile.noalias() = qg.middleRows(t0, rows) * keys.transpose();
-          if (w_ > 0) {
-            for (Index i = 0; i < rows; ++i) {
-              const Index a = (i0 + row_of[i]) / w_ * w_, e = a + w_;
-              for (Index j = 0; j < len; ++j) {
-                const Index key = cl_.token[size_t(first + j)];
-                if (key >= a && key < e) tile(i, j) = neg_inf;
-              }
-            }
+      for (Index i = 0; i < g; ++i) qg.row(i) = b_.qs.row(row_of[i]);
+      const Index n = cl_.size(c), first = cl_.first(c);
+      if (w_ > 0) {  // bias [g, n]: -inf on the keys in each query's window
+        auto bias = b_.window_bias.topLeftCorner(g, n);
+        for (Index i = 0; i < g; ++i) {
+          const Index a = (i0 + row_of[i]) / w_ * w_, e = a + w_;
+          for (Index j = 0; j < n; ++j) {
+            const Index key = cl_.token[size_t(first + j)];
+            bias(i, j) = key >= a && key < e ? neg_inf : T(0);
           }
-          for (Index i = 0; i < rows; ++i) b_.parts[size_t(i)] = softmax_numerators(tile.row(i));
-          auto partial = b_.partial.topRows(rows);
-          partial.noalias() = tile * values;
-          for (Index i = 0; i < rows; ++i) b_.state.merge(row_of[i], b_.parts[size_t(i)], partial.row(i));
         }
       }
+      const ConstMatRef<T> bias = b_.window_bias.topLeftCorner(w_ > 0 ? g : 0, w_ > 0 ? n : 0);
+      const ConstMatRef<T> queries = qg;
+      MatRef<T> partial = b_.partial.topRows(g);
+      VecRef<T> lse = b_.exact_lse.head(g);
+      exact_packed_attention<T>(queries, b_.packed[size_t(c)].view(), partial, unit_scale,
+                                w_ > 0 ? &bias : nullptr, lse, PackedBlocking{}, b_.tiles);
+      for (Index i = 0; i < g; ++i)  // the part's numerators sum to e^(lse) at reference lse
+        b_.state.merge(row_of[i], SoftmaxRow<T>{lse[i], lse[i] > neg_inf ? T(1) : T(0)},
+                       partial.row(i));
     }
   }
 

@@ -55,6 +55,12 @@ T exp_shifted_inplace_sum(T* x, Index n, T shift) {
       sum0 = padd(sum0, p0);
       sum1 = padd(sum1, p1);
     }
+    if (j + lanes <= n) {  // one more packet, so the scalar tail is under one packet
+      const Packet p0 = f.packetOp(ploadu<Packet>(x + j));
+      pstoreu(x + j, p0);
+      sum0 = padd(sum0, p0);
+      j += lanes;
+    }
     total = predux(padd(sum0, sum1));
   }
 #endif
