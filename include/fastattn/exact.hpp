@@ -214,7 +214,7 @@ class Exact {
         cache16_.reserve(room);
       else
         cache_.reserve(room);
-      decode_.reserve(head_dim_, capacity(), detail::packet_padded<T>(value_dim_));
+      decode_.reserve(head_dim_, capacity(), detail::packet_padded<T>(value_dim_), bf16_);
       if (query_.size() < head_dim_) query_.resize(head_dim_);
     }
 

@@ -28,12 +28,13 @@ struct DecodeWorkspace {
   Vector<Eigen::bfloat16> query_pairs;   // [D rounded up to even]  a bfloat16 cache's query
   Vector<Eigen::bfloat16> weight_pairs;  // [capacity]  a bfloat16 cache's weights
 
-  /// Sizes the buffers for a cache of `capacity` keys (they only grow).
-  void reserve(Index dim, Index capacity, Index value_stride) {
+  /// Sizes the buffers for a cache of `capacity` keys (they only grow); bf16_cache: a bfloat16
+  /// cache's buffers too.
+  void reserve(Index dim, Index capacity, Index value_stride, bool bf16_cache = false) {
     if (query.size() < dim) query.resize(dim);
-    if (query_pairs.size() < dim + 1) query_pairs.resize(dim + 1);
     if (scores.size() < capacity) scores.resize(capacity);
-    if (weight_pairs.size() < capacity) weight_pairs.resize(capacity);
+    if (bf16_cache && query_pairs.size() < dim + 1) query_pairs.resize(dim + 1);
+    if (bf16_cache && weight_pairs.size() < capacity) weight_pairs.resize(capacity);
     if (out.size() < value_stride) out.resize(value_stride);
   }
 };
@@ -87,13 +88,19 @@ void exact_packed_decode(const T* q, const PackedKv<T, S>& kv, double scale, dou
   }
 
   // e^(x - m) = 2^((x - m) log2 e), as in the forward kernel (GroupSoftmax).
+  // A bfloat16 cache on the vdpbf16ps path: weights rounded to bfloat16 as they are computed.
+  constexpr bool kDotPairs = !std::is_same_v<S, T> && FASTATTN_BF16_DOT;
   const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(row_max);
   Packet sum0 = pset1<Packet>(T(0)), sum1 = sum0;
   for (Index j = 0; j < panels * C; j += C) {
     const Packet e0 = pexp2<T>(pmul(psub(pload<Packet>(scores + j), shift), log2e));
     const Packet e1 = pexp2<T>(pmul(psub(pload<Packet>(scores + j + L), shift), log2e));
-    pstore(scores + j, e0);
-    pstore(scores + j + L, e1);
+    if constexpr (kDotPairs) {  // the value kernel reads the weights as bfloat16 pairs
+      store_bf16_weights(ws.weight_pairs.data() + j, e0, e1);
+    } else {
+      pstore(scores + j, e0);
+      pstore(scores + j + L, e1);
+    }
     sum0 = padd(sum0, e0);
     sum1 = padd(sum1, e1);
   }
@@ -101,8 +108,8 @@ void exact_packed_decode(const T* q, const PackedKv<T, S>& kv, double scale, dou
   if constexpr (std::is_same_v<S, T>)
     value_row<T>(scores, panels, kv.values, kv.value_stride, ws.out.data());
   else
-    value_row_bf16(scores, panels, kv.values, kv.value_stride, ws.out.data(),
-                   ws.weight_pairs.data());
+    value_row_bf16(scores, ws.weight_pairs.data(), panels, kv.values, kv.value_stride,
+                   ws.out.data());
   for (Index c = 0; c < kv.value_dim; ++c) out[c] = ws.out[c] / sum;
 }
 

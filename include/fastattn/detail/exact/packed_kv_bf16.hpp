@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 
 #include "fastattn/detail/exact/packed_kv.hpp"
@@ -43,6 +44,21 @@ constexpr Index pair_value_offset(Index j, Index c, Index value_stride) {
          j % 2;
 }
 
+/// Copies the pairs of x [dim] (rounded to bfloat16 to nearest even, the pad element of an odd dim
+/// 0) to dst[0], dst[stride], dst[2 stride], ...: one 32-bit store per pair.
+template <class In>
+void store_pairs(const In* x, Index dim, Eigen::bfloat16* dst, Index stride) {
+  Index dd = 0;
+  for (; dd + 2 <= dim; dd += 2, dst += stride) {
+    const Eigen::bfloat16 pair[2] = {to_bf16(x[dd]), to_bf16(x[dd + 1])};
+    std::memcpy(dst, pair, sizeof pair);
+  }
+  if (dd < dim) {
+    const Eigen::bfloat16 pair[2] = {to_bf16(x[dd]), Eigen::bfloat16()};
+    std::memcpy(dst, pair, sizeof pair);
+  }
+}
+
 /// The rows [i0, i0 + rows) of q (float or bfloat16; rounded to bfloat16 to nearest even) as one
 /// group of R = RegisterTile<float>::kRows query rows in pairs of dimensions, dst [Dp/2][R][2]
 /// (Dp = D rounded up to even); absent rows and the pad dimension are 0.
@@ -51,9 +67,11 @@ void pack_query_pairs(const ConstMatRef<In>& q, Index i0, Index rows, Eigen::bfl
   constexpr Index R = RegisterTile<float>::kRows;
   const Index d = q.cols(), dp = pair_depth(d);
   for (Index r = 0; r < R; ++r) {
-    const In* src = r < rows ? q.row(i0 + r).data() : nullptr;
-    for (Index dd = 0; dd < dp; ++dd)
-      dst[dd / 2 * 2 * R + 2 * r + dd % 2] = src && dd < d ? to_bf16(src[dd]) : Eigen::bfloat16();
+    if (r < rows) {
+      store_pairs(q.row(i0 + r).data(), d, dst + 2 * r, 2 * R);
+    } else {
+      for (Index dd = 0; dd < dp; ++dd) dst[dd / 2 * 2 * R + 2 * r + dd % 2] = Eigen::bfloat16();
+    }
   }
 }
 
@@ -169,9 +187,12 @@ class PackedKvBf16Storage {
   }
   template <class In>
   void write(Index j, const In* k, const In* v) {
-    for (Index dd = 0; dd < dim_; ++dd) keys_[pair_key_offset(j, dd, depth_)] = to_bf16(k[dd]);
-    for (Index c = 0; c < value_dim_; ++c)
-      values_[pair_value_offset(j, c, value_stride_)] = to_bf16(v[c]);
+    store_pairs(k, dim_, keys_.data() + pair_key_offset(j, 0, depth_), 2 * kCols);
+    for (Index c0 = 0; c0 < value_dim_; c0 += kCols) {  // chunk by chunk: stride 2 within one
+      Bf16* dst = values_.data() + pair_value_offset(j, c0, value_stride_);
+      for (Index c = c0; c < std::min(value_dim_, c0 + kCols); ++c)
+        dst[2 * (c - c0)] = to_bf16(v[c]);
+    }
   }
   // Zeroes key j and value j (a padded token after a truncate may land on old data).
   void clear_slot(Index j) {

@@ -76,41 +76,58 @@ inline void score_row_bf16(const float* q, Index dim, const Eigen::bfloat16* kp,
 #endif
 }
 
-/// out [value_stride] = sum over `panels` pair panels of p_j v_j: p [panels * C] weights in
-/// float, v the cache's values (detail/exact/packed_kv_bf16.hpp). With FASTATTN_BF16_DOT the
-/// weights are rounded to bfloat16 into p_pairs [panels * C] and multiplied with vdpbf16ps (as in
-/// the forward kernel); otherwise the values are widened to float and p_pairs is unused.
-inline void value_row_bf16(const float* p, Index panels, const Eigen::bfloat16* v,
-                           Index value_stride, float* out, Eigen::bfloat16* p_pairs) {
+#if FASTATTN_BF16_DOT
+/// The weights lo [16] and hi [16] rounded to bfloat16 (to nearest even) into dst [32], in order.
+inline void store_bf16_weights(Eigen::bfloat16* dst, __m512 lo, __m512 hi) {
+  _mm512_storeu_si512(dst, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+}
+
+/// out [W L] = sum over `panels` pair panels of p_j v_j for one column chunk of W packets: p
+/// [panels * C] the weights in bfloat16, chunk the chunk of panel 0 ([C/2][W L][2]), panels
+/// panel_stride apart. Two sets of accumulators (even and odd pairs of keys): 2 W chains.
+template <int kWidth>
+void value_chunk_bf16(const Eigen::bfloat16* p, Index panels, const Eigen::bfloat16* chunk,
+                      Index panel_stride, float* out) {
   constexpr int L = RegisterTile<float>::kLanes, C = RegisterTile<float>::kCols;
+  __m512 a[kWidth], b[kWidth];
+  for (int w = 0; w < kWidth; ++w) a[w] = b[w] = _mm512_setzero_ps();
+  for (Index panel = 0; panel < panels; ++panel, p += C) {
+    const Eigen::bfloat16* row = chunk + panel * panel_stride;
+    for (int j = 0; j < C; j += 4, row += 4 * kWidth * L) {
+      const __m512bh x = broadcast_bf16_pair(p + j), y = broadcast_bf16_pair(p + j + 2);
+      for (int w = 0; w < kWidth; ++w) {
+        a[w] = _mm512_dpbf16_ps(a[w], x, load_bf16_pairs(row + 2 * w * L));
+        b[w] = _mm512_dpbf16_ps(b[w], y, load_bf16_pairs(row + 2 * kWidth * L + 2 * w * L));
+      }
+    }
+  }
+  for (int w = 0; w < kWidth; ++w) _mm512_storeu_ps(out + w * L, _mm512_add_ps(a[w], b[w]));
+}
+#endif
+
+/// out [value_stride] = sum over `panels` pair panels of p_j v_j, v the cache's values
+/// (detail/exact/packed_kv_bf16.hpp). With FASTATTN_BF16_DOT the weights are read from p_pairs
+/// [panels * C] (rounded to bfloat16 by store_bf16_weights) and multiplied with vdpbf16ps, as in
+/// the forward kernel; otherwise from p [panels * C] in float, the values widened to float.
+inline void value_row_bf16(const float* p, const Eigen::bfloat16* p_pairs, Index panels,
+                           const Eigen::bfloat16* v, Index value_stride, float* out) {
+  constexpr int C = RegisterTile<float>::kCols;
   const Index panel_stride = C * value_stride;
 #if FASTATTN_BF16_DOT
-  round_to_bf16(p, panels * C, p_pairs);
+  (void)p;
 #else
   (void)p_pairs;
 #endif
   for (Index c0 = 0; c0 < value_stride; c0 += C) {
     const bool wide = c0 + C <= value_stride;  // else the last chunk is one packet
-    const Index width = wide ? C : L;
 #if FASTATTN_BF16_DOT
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-    for (Index panel = 0; panel < panels; ++panel) {
-      const Eigen::bfloat16* row = v + panel * panel_stride + c0 * C;
-      const Eigen::bfloat16* w = p_pairs + panel * C;
-      // Two sets (even and odd pairs of keys): four independent chains for a two-packet chunk.
-      for (int j = 0; j < C; j += 4, row += 4 * width) {
-        const __m512bh x = broadcast_bf16_pair(w + j), y = broadcast_bf16_pair(w + j + 2);
-        a0 = _mm512_dpbf16_ps(a0, x, load_bf16_pairs(row));
-        b0 = _mm512_dpbf16_ps(b0, y, load_bf16_pairs(row + 2 * width));
-        if (wide) {
-          a1 = _mm512_dpbf16_ps(a1, x, load_bf16_pairs(row + 2 * L));
-          b1 = _mm512_dpbf16_ps(b1, y, load_bf16_pairs(row + 2 * width + 2 * L));
-        }
-      }
-    }
-    _mm512_storeu_ps(out + c0, _mm512_add_ps(a0, b0));
-    if (wide) _mm512_storeu_ps(out + c0 + L, _mm512_add_ps(a1, b1));
+    const Eigen::bfloat16* chunk = v + c0 * C;
+    if (wide)
+      value_chunk_bf16<2>(p_pairs, panels, chunk, panel_stride, out + c0);
+    else
+      value_chunk_bf16<1>(p_pairs, panels, chunk, panel_stride, out + c0);
 #else
+    const Index width = wide ? C : RegisterTile<float>::kLanes;
     for (Index c = 0; c < width; ++c) out[c0 + c] = 0.0f;
     for (Index panel = 0; panel < panels; ++panel) {
       const Eigen::bfloat16* row = v + panel * panel_stride + c0 * C;
