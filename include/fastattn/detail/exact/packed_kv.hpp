@@ -17,9 +17,9 @@
 /// weight), and slots past the last key are zero; the kernels mask those slots by count.
 /// The layout does not depend on the capacity, so a cache grows by copying a prefix.
 ///
-/// A 16-bit storage type fits the same scheme with a depth group g = 2 (pairs along the reduction
-/// dimension, as bfloat16 dot-product instructions read them): keys [D/2][C][2] per panel and
-/// value chunks [C/2][w][2].
+/// bfloat16 storage uses the same scheme with pairs along the reduction dimension, as vdpbf16ps
+/// reads them (detail/exact/packed_kv_bf16.hpp): keys [D/2][C][2] per panel and value chunks
+/// [C/2][w][2].
 
 #include <algorithm>
 #include <cstddef>
