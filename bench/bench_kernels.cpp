@@ -12,8 +12,6 @@
 // bandwidth references alike, so time slices lost to other processes on a shared machine do not
 // enter the ratios (wall-clock peaks measured under load come out low and inflate them).
 
-#include <time.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -23,28 +21,6 @@
 
 namespace fastattn::bench {
 namespace {
-
-/// This thread's CPU time in seconds.
-double thread_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-/// The FMA peak of T in flop/s on this thread's CPU time (best of several runs; once per process).
-template <class T>
-double cpu_time_peak() {
-  static const double peak = [] {
-    double best = 0;
-    for (int rep = 0; rep < 7; ++rep) {
-      const double t0 = thread_seconds();
-      const double flops = fma_chains<T>(5'000'000);
-      best = std::max(best, flops / (thread_seconds() - t0));
-    }
-    return best;
-  }();
-  return peak;
-}
 
 /// Sums `bytes` of floats with eight independent packet accumulators: a read stream that is
 /// limited by the bandwidth of the level the buffer lives in.

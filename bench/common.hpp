@@ -3,6 +3,7 @@
 // quoted as a fraction of it), seeded inputs, and the standard counters.
 
 #include <benchmark/benchmark.h>
+#include <time.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -49,6 +50,28 @@ double fma_peak_gflops() {
       const double flops = fma_chains<T>(20'000'000);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       best = std::max(best, flops / s * 1e-9);
+    }
+    return best;
+  }();
+  return peak;
+}
+
+/// This thread's CPU time in seconds.
+inline double thread_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+/// The FMA peak of T in flop/s on this thread's CPU time (best of several runs; once per process).
+template <class T>
+double cpu_time_peak() {
+  static const double peak = [] {
+    double best = 0;
+    for (int rep = 0; rep < 7; ++rep) {
+      const double t0 = thread_seconds();
+      const double flops = fma_chains<T>(5'000'000);
+      best = std::max(best, flops / (thread_seconds() - t0));
     }
     return best;
   }();

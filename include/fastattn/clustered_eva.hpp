@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/clustered_eva_options.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/clustered_eva/config.hpp"
@@ -23,6 +24,7 @@
 #include "fastattn/detail/clustering/kmeans.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/common/widen_inputs.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -127,6 +129,23 @@ class ClusteredEva {
   Index head_dim() const { return head_dim_; }
   /// The options given to the constructor.
   const ClusteredEvaOptions& options() const { return options_; }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> float out [Nq, Dv] (ClusteredEva<float> only;
+  /// docs/bfloat16.md): the inputs are widened to float once; features and sums in float.
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  void forward(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k, ConstMatRef<bfloat16> v,
+               MatRef<float> out, const AttentionOptions& opt = {}) const {
+    detail::forward_widened(*this, "ClusteredEva::forward", q, k, v, out, opt);
+  }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new float [Nq, Dv] matrix (T = float).
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  RowMatrix<float> operator()(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k,
+                              ConstMatRef<bfloat16> v, const AttentionOptions& opt = {}) const {
+    RowMatrix<float> out(q.rows(), v.cols());
+    forward(q, k, v, out, opt);
+    return out;
+  }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv]. opt supplies the scale and key_padding;
   /// causal and alibi_slope are rejected.

@@ -14,9 +14,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/common/widen_inputs.hpp"
 #include "fastattn/detail/eva/chunks.hpp"
 #include "fastattn/detail/eva/config.hpp"
 #include "fastattn/detail/eva/geometry.hpp"
@@ -79,6 +81,23 @@ class Eva {
   const EvaOptions& options() const { return options_; }
   /// The learned parameters given to the constructor.
   const EvaParams<T>& params() const { return params_; }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> float out [Nq, Dv] (Eva<float> only;
+  /// docs/bfloat16.md): the inputs are widened to float once; features and sums in float.
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  void forward(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k, ConstMatRef<bfloat16> v,
+               MatRef<float> out, const AttentionOptions& opt = {}) const {
+    detail::forward_widened(*this, "Eva::forward", q, k, v, out, opt);
+  }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new float [Nq, Dv] matrix (T = float).
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  RowMatrix<float> operator()(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k,
+                              ConstMatRef<bfloat16> v, const AttentionOptions& opt = {}) const {
+    RowMatrix<float> out(q.rows(), v.cols());
+    forward(q, k, v, out, opt);
+    return out;
+  }
 
   /// q [n, D], k [n, D], v [n, Dv] -> out [n, Dv]. opt supplies the scale (0 = 1/sqrt(D); the
   /// Reference parity needs the default), causal and key_padding; alibi_slope must be 0.

@@ -2,6 +2,7 @@
 /// @file fastattn.hpp
 /// Umbrella header: includes every public fastattn header.
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/clustered_eva.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/eva.hpp"

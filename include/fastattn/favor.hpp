@@ -19,9 +19,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/common/widen_inputs.hpp"
 #include "fastattn/detail/favor/compat.hpp"
 #include "fastattn/detail/linear/random_feature_method.hpp"
 #include "fastattn/favor_options.hpp"
@@ -59,6 +61,14 @@ class Favor : public detail::RandomFeatureMethod<Favor<T>, T> {
 
   /// The options (options().seed is the seed of the current projection).
   const FavorOptions& options() const { return options_; }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> float out [Nq, Dv] (Favor<float> only;
+  /// docs/bfloat16.md): the inputs are widened to float once; features and sums in float.
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  void forward(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k, ConstMatRef<bfloat16> v,
+               MatRef<float> out, const AttentionOptions& opt = {}) const {
+    detail::forward_widened(*this, "Favor::forward", q, k, v, out, opt);
+  }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv]. causal and key_padding apply; alibi is
   /// rejected (a factorized kernel cannot represent it).

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
@@ -199,20 +200,18 @@ struct has_forward_group<
 
 }  // namespace detail
 
-/// Multi-head attention over q [B, Nq, Hq, D], k [B, Nk, Hkv, D], v [B, Nk, Hkv, Dv] -> out
-/// [B, Nq, Hq, Dv] with any `method` (Exact, Favor, Rfa, Eva, ...): query head h reads key/value
-/// head h / (Hq / Hkv) (GQA; Hkv = 1 is MQA). For methods with forward_group (Favor, Rfa) the
-/// key-side sums of a kv head are computed once and shared by its query heads. Work is spread over
-/// (batch, head) on opt.threads threads; results do not depend on the thread count.
-/// `method.forward` must be safe to call concurrently (every fastattn method's is).
-template <class Method, class T>
-void multihead(const Method& method, TensorView<const T> q, TensorView<const T> k,
-               TensorView<const T> v, TensorView<T> out, const MultiheadOptions& opt = {}) {
+namespace detail {
+
+/// multihead() for inputs of element type In and an output of type Out (T and T, or bfloat16 and
+/// float).
+template <class Method, class In, class Out>
+void multihead_views(const Method& method, TensorView<const In> q, TensorView<const In> k,
+                     TensorView<const In> v, TensorView<Out> out, const MultiheadOptions& opt) {
   const char* fn = "multihead";
-  detail::check_view(fn, "q", q);
-  detail::check_view(fn, "k", k);
-  detail::check_view(fn, "v", v);
-  detail::check_view(fn, "out", out);
+  check_view(fn, "q", q);
+  check_view(fn, "k", k);
+  check_view(fn, "v", v);
+  check_view(fn, "out", out);
   FASTATTN_CHECK(k.batch == q.batch && v.batch == q.batch && out.batch == q.batch,
                  fn << ": q, k, v and out must have the same batch, got " << q.batch << ", "
                     << k.batch << ", " << v.batch << ", " << out.batch);
@@ -238,12 +237,11 @@ void multihead(const Method& method, TensorView<const T> q, TensorView<const T> 
   FASTATTN_CHECK(opt.alibi_slopes.empty() || Index(opt.alibi_slopes.size()) == q.heads,
                  fn << ": alibi_slopes has " << opt.alibi_slopes.size() << " entries but there are "
                     << q.heads << " query heads");
-  FASTATTN_CHECK(!detail::view_self_overlaps(out),
+  FASTATTN_CHECK(!view_self_overlaps(out),
                  fn << ": out's strides make different (batch, seq, head) rows overlap");
-  FASTATTN_CHECK(!detail::views_overlap(out, q) && !detail::views_overlap(out, k) &&
-                     !detail::views_overlap(out, v),
+  FASTATTN_CHECK(!views_overlap(out, q) && !views_overlap(out, k) && !views_overlap(out, v),
                  fn << ": out must not share memory with q, k or v");
-  detail::check_threads(fn, opt);
+  check_threads(fn, opt);
 
   // Per-batch options: key padding from key_lengths and key_padding.
   const Index batch = q.batch, hq = q.heads, hkv = k.heads, group = hkv ? hq / hkv : 0;
@@ -257,16 +255,16 @@ void multihead(const Method& method, TensorView<const T> q, TensorView<const T> 
     }
   }
 
-  constexpr bool grouped = detail::has_forward_group<Method, T>::value;
+  constexpr bool grouped = has_forward_group<Method, In>::value;
   const bool share_keys = grouped && group > 1 && opt.alibi_slopes.empty();
   const Index items = batch * (share_keys ? hkv : hq);
-  detail::run_parallel(items, opt.threads, opt.parallel_for, [&](Index item) {
-    detail::SerialEigenScope serial_eigen;
+  run_parallel(items, opt.threads, opt.parallel_for, [&](Index item) {
+    SerialEigenScope serial_eigen;
     if constexpr (grouped) {
       if (share_keys) {
         const Index b = item / hkv, g = item % hkv;
-        std::vector<ConstMatMap<T>> qs;
-        std::vector<MatMap<T>> outs;
+        std::vector<ConstMatMap<In>> qs;
+        std::vector<MatMap<Out>> outs;
         for (Index h = g * group; h < (g + 1) * group; ++h) {
           qs.push_back(q.head(b, h));
           outs.push_back(out.head(b, h));
@@ -285,6 +283,29 @@ void multihead(const Method& method, TensorView<const T> q, TensorView<const T> 
                      per_batch[size_t(b)]);
     }
   });
+}
+
+}  // namespace detail
+
+/// Multi-head attention over q [B, Nq, Hq, D], k [B, Nk, Hkv, D], v [B, Nk, Hkv, Dv] -> out
+/// [B, Nq, Hq, Dv] with any `method` (Exact, Favor, Rfa, Eva, ...): query head h reads key/value
+/// head h / (Hq / Hkv) (GQA; Hkv = 1 is MQA). For methods with forward_group (Favor, Rfa) the
+/// key-side sums of a kv head are computed once and shared by its query heads. Work is spread over
+/// (batch, head) on opt.threads threads; results do not depend on the thread count.
+/// `method.forward` must be safe to call concurrently (every fastattn method's is).
+template <class Method, class T>
+void multihead(const Method& method, TensorView<const T> q, TensorView<const T> k,
+               TensorView<const T> v, TensorView<T> out, const MultiheadOptions& opt = {}) {
+  detail::multihead_views<Method, T, T>(method, q, k, v, out, opt);
+}
+
+/// As above for bfloat16 inputs and a float output (Method<float>; docs/bfloat16.md): each head
+/// runs the method's bfloat16 forward (Exact: bfloat16 kernels; the others widen the head once).
+template <class Method>
+void multihead(const Method& method, TensorView<const bfloat16> q, TensorView<const bfloat16> k,
+               TensorView<const bfloat16> v, TensorView<float> out,
+               const MultiheadOptions& opt = {}) {
+  detail::multihead_views<Method, bfloat16, float>(method, q, k, v, out, opt);
 }
 
 /// As above for non-const input views (the common case: q, k, v and out all TensorView<T>).

@@ -16,8 +16,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
+#include "fastattn/detail/common/widen_inputs.hpp"
 #include "fastattn/detail/linear/random_feature_method.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/linear.hpp"
@@ -99,6 +101,14 @@ class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
   const RfaOptions& options() const { return options_; }
   /// The feature map applied to queries and keys.
   const FeatureMap<T>& feature_map() const { return *map_; }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> float out [Nq, Dv] (Rfa<float> only;
+  /// docs/bfloat16.md): the inputs are widened to float once; features and sums in float.
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  void forward(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k, ConstMatRef<bfloat16> v,
+               MatRef<float> out, const AttentionOptions& opt = {}) const {
+    detail::forward_widened(*this, "Rfa::forward", q, k, v, out, opt);
+  }
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv] (bidirectional, or causal per opt).
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "expect.hpp"
+#include "fastattn/bfloat16.hpp"
 #include "harness.hpp"
 
 namespace fastattn::fuzz {
@@ -48,6 +49,61 @@ Expect value_hull(const MatD& vd, const KeyMask& padding, Index nq, double eps, 
   for (auto& c : x.check) c = 0;
   if (vmax_out) *vmax_out = vmax;
   return x;
+}
+
+/// The bfloat16 overload of Exact<float>::forward on the same call with q, k, v rounded to
+/// bfloat16 (docs/bfloat16.md), against the reference on the rounded inputs: the float error model
+/// of exact_expect, plus, on the vdpbf16ps path, the rounding of the weights to bfloat16 for the
+/// second product (at most u_b = 2^-8 times max |visible value|, tests/test_bfloat16.cpp). Skipped
+/// when a present input is not finite or could round to infinity (beyond bfloat16's range).
+void bfloat16_exact_case(const Exact<float>& method, const RowMatrix<float>& q,
+                         const RowMatrix<float>& k, const RowMatrix<float>& v,
+                         const AttentionOptions& opt, const RowMatrix<float>* bias, bool want_lse,
+                         const ref::ExactSpec& spec, double tiny) {
+  constexpr double kRoundLimit = 3e38;  // below float's max: rounding up stays finite
+  auto fits = [&](const RowMatrix<float>& m, bool keys) {
+    for (Index i = 0; i < m.rows(); ++i) {
+      if (keys && ref::is_padded(opt.key_padding, i)) continue;  // never read
+      for (Index j = 0; j < m.cols(); ++j)
+        if (!(std::abs(m(i, j)) < kRoundLimit)) return false;
+    }
+    return true;
+  };
+  if (!fits(q, false) || !fits(k, true) || !fits(v, true)) return;
+  note("bfloat16 overload");
+  const RowMatrix<bfloat16> qb = to_bfloat16(q), kb = to_bfloat16(k), vb = to_bfloat16(v);
+  RowMatrix<float> out = RowMatrix<float>::Constant(q.rows(), v.cols(), kNaN);
+  Vector<float> lse = Vector<float>::Constant(want_lse ? q.rows() : 0, kNaN);
+  const RowMatrix<float> no_bias;
+  const Result res = attempt("Exact::forward (bfloat16)", [&] {
+    method.forward(qb, kb, vb, out, opt, bias ? *bias : no_bias, lse);
+  });
+  FUZZ_REQUIRE(res == Result::Ok,
+               "the bfloat16 forward rejected what the float one accepted: " << g_last_rejection);
+  const MatD qd = to_float(qb).cast<double>();
+  MatD kd = to_float(kb).cast<double>(), vd = to_float(vb).cast<double>();
+  double vmax = 0;
+  for (Index j = 0; j < kd.rows(); ++j) {
+    if (ref::is_padded(opt.key_padding, j))
+      kd.row(j).setZero(), vd.row(j).setZero();
+    else if (vd.cols() > 0)
+      vmax = std::max(vmax, vd.row(j).cwiseAbs().maxCoeff());
+  }
+  VecD lse_ref, lse_tol;
+  Expect x = exact_expect(qd, kd, vd, spec, eps_of<float>(), tiny, &lse_ref, &lse_tol);
+  const double rounding = bfloat16_dot_product() ? 1.0 / 256 : 0.0;
+  x.tol.array() += rounding * vmax;
+  if (x.lo.size() != 0) x.lo.array() -= rounding * vmax, x.hi.array() += rounding * vmax;
+  compare("Exact::forward (bfloat16)", out, x);
+  for (Index i = 0; i < lse.size(); ++i) {
+    const double got = double(lse[i]);
+    if (lse_ref[i] == -kInf) {
+      FUZZ_REQUIRE(got == -kInf, "Exact bfloat16 lse of an empty row " << i << " is " << got);
+    } else if (x.check[std::size_t(i)]) {
+      FUZZ_REQUIRE(std::isfinite(got) && std::abs(got - lse_ref[i]) <= lse_tol[i],
+                   "Exact bfloat16 lse row " << i << ": " << got << " vs " << lse_ref[i]);
+    }
+  }
 }
 
 }  // namespace
@@ -297,6 +353,9 @@ void forward_case(Reader& r) {
                    "the other Exact kernel rejected what this one accepted: " << g_last_rejection);
       compare("Exact::forward (other kernel)", out2, x);
       compare_pair("Exact blocked vs reference kernel", out, out2, x);
+      if constexpr (std::is_same_v<T, float>)
+        bfloat16_exact_case(method, q, k, v, opt, bias_mode >= 3 ? &bias : nullptr, want_lse, c,
+                            tiny);
     } else if constexpr (std::is_same_v<M, Favor<T>>) {
       const FavorOptions& o = method.options();
       if (o.compat == FavorCompat::None) {

@@ -68,10 +68,11 @@ void check_scale_and_slope(const Name& method, const AttentionOptions& opt) {
 
 /// Validates the arguments every method shares: q [Nq, D], k [Nk, D], v [Nk, Dv], out [Nq, Dv],
 /// D >= 1, a key mask of length Nk (or empty), a finite scale, and an output that does not alias
-/// an input. `method` names the caller in messages, e.g. "Exact::forward".
-template <class T, class Name>
-void check_qkv(const Name& method, const ConstMatRef<T>& q, const ConstMatRef<T>& k,
-               const ConstMatRef<T>& v, const MatRef<T>& out, const AttentionOptions& opt) {
+/// an input. `method` names the caller in messages, e.g. "Exact::forward". Any row-major views
+/// (e.g. bfloat16 inputs with a float output); T is the type the scale and slope must fit.
+template <class T, class Name, class In, class Out>
+void check_qkv_views(const Name& method, const In& q, const In& k, const In& v, const Out& out,
+                     const AttentionOptions& opt) {
   FASTATTN_CHECK(q.cols() >= 1,
                  method << ": head dimension D of q " << shape(q) << " must be at least 1");
   FASTATTN_CHECK(k.cols() == q.cols(), method << ": k " << shape(k) << " must have D = " << q.cols()
@@ -87,6 +88,13 @@ void check_qkv(const Name& method, const ConstMatRef<T>& q, const ConstMatRef<T>
   check_scale_and_slope<T>(method, opt);
   FASTATTN_CHECK(!overlaps(out, q) && !overlaps(out, k) && !overlaps(out, v),
                  method << ": out " << shape(out) << " must not share memory with q, k or v");
+}
+
+/// check_qkv_views on the element type T of every method.
+template <class T, class Name>
+void check_qkv(const Name& method, const ConstMatRef<T>& q, const ConstMatRef<T>& k,
+               const ConstMatRef<T>& v, const MatRef<T>& out, const AttentionOptions& opt) {
+  check_qkv_views<T>(method, q, k, v, out, opt);
 }
 
 /// The logit scale: opt.scale, or 1/sqrt(D) when it is 0.

@@ -15,13 +15,16 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
+#include "fastattn/detail/exact/packed_kv_bf16.hpp"
 #include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/detail/simd/tile_kernels.hpp"
+#include "fastattn/detail/simd/tile_kernels_bf16.hpp"
 #include "fastattn/options.hpp"
 #include "fastattn/types.hpp"
 
@@ -53,6 +56,9 @@ struct PackedWorkspace {
   Vector<T> acc;               // [groups * R][value_stride]  running sum of p v
   Vector<T> row_ref, row_sum;  // [groups * R]  softmax reference m and sum l
   Vector<T> tile;              // [block panels][R][C]  scores, then weights, of one group
+  // Only for bfloat16 pairs (T = float, detail/simd/tile_kernels_bf16.hpp):
+  Vector<Eigen::bfloat16> pair_queries;  // [groups][D/2][R][2]  unscaled queries of one block
+  Vector<Eigen::bfloat16> pair_weights;  // [block panels][R][C]  the tile rounded to bfloat16
 
   /// Sizes the buffers for a call (they only grow).
   void reserve(Index groups, Index dim, Index value_stride, Index block_panels) {
@@ -62,6 +68,14 @@ struct PackedWorkspace {
     grow(row_ref, rows);
     grow(row_sum, rows);
     grow(tile, block_panels * Tile::kRows * Tile::kCols);
+  }
+
+  /// Sizes the bfloat16 buffers too (pair_depth = D rounded up to even).
+  void reserve_pairs(Index groups, Index pair_depth, Index block_panels) {
+    if (pair_queries.size() < groups * Tile::kRows * pair_depth)
+      pair_queries.resize(groups * Tile::kRows * pair_depth);
+    if (pair_weights.size() < block_panels * Tile::kRows * Tile::kCols)
+      pair_weights.resize(block_panels * Tile::kRows * Tile::kCols);
   }
 
  private:
@@ -208,14 +222,22 @@ Index score_panels(bool add_row, bool exp, const T* qp, const T* kp, Index depth
 /// opt supplies scale, causal and the ALiBi slope (its key_padding must already be folded into
 /// kv.key_add); `bias` points to the [Nq, Nk] bias, or is null (a per-key bias belongs in
 /// kv.key_add). Arguments are already validated.
-template <class T>
-void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatRef<T>& out,
+/// bfloat16 (docs/bfloat16.md): q may be bfloat16 (In; widened as it is packed), and with
+/// FASTATTN_BF16_DOT the keys and values may be bfloat16 pairs (S; T = float), multiplied by the
+/// kernels of detail/simd/tile_kernels_bf16.hpp; the softmax, masks and output stay in T.
+template <class T, class In = T, class S = T>
+void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, MatRef<T>& out,
                             const AttentionOptions& opt, const ConstMatRef<T>* bias, VecRef<T>& lse,
                             PackedBlocking blocking, PackedWorkspace<T>& ws) {
   using Tile = RegisterTile<T>;
   constexpr int R = Tile::kRows, C = Tile::kCols;
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  constexpr bool kPairs = !std::is_same_v<S, T>;  // bfloat16 pairs on vdpbf16ps
+  static_assert(!kPairs || (FASTATTN_BF16_DOT && std::is_same_v<T, float> &&
+                            std::is_same_v<S, Eigen::bfloat16>),
+                "bfloat16 pair panels need FASTATTN_BF16_DOT and T = float");
   const Index nq = q.rows(), nk = kv.size, d = kv.dim, dv = kv.value_dim;
+  const Index kd = kPairs ? pair_depth(d) : d;  // elements per key in a key panel
   const Index ldv = kv.value_stride, delta = nk - nq;
   const T scale = static_cast<T>(resolve_scale(opt, d));
   const T alibi = static_cast<T>(opt.alibi_slope);
@@ -225,20 +247,27 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
   const Index br = std::clamp<Index>(blocking.block_q, 1, std::max<Index>(nq, 1));
   const Index block_panels = std::max<Index>(1, key_panels<T>(blocking.block_k));
   ws.reserve((br + R - 1) / R, d, ldv, block_panels);
+  if constexpr (kPairs) ws.reserve_pairs((br + R - 1) / R, kd, block_panels);
   GroupSoftmax<T> sm;
   packed_detail::GroupReference<T> gr;
 
   for (Index r0 = 0; r0 < nq; r0 += br) {
     const Index rows = std::min(br, nq - r0);
     const Index groups = (rows + R - 1) / R;
-    // Scaled queries, transposed per group of R rows (absent rows are 0).
+    // Scaled queries, transposed per group of R rows (absent rows are 0); bfloat16 pairs are
+    // not scaled (the score kernel scales the float dot products).
     for (Index g = 0; g < groups; ++g) {
+      if constexpr (kPairs) {
+        pack_query_pairs(q, r0 + g * R, std::min<Index>(R, rows - g * R),
+                         ws.pair_queries.data() + g * kd * R);
+        continue;
+      }
       T* dst = ws.queries.data() + g * d * R;
       for (int r = 0; r < R; ++r) {
         const Index i = r0 + g * R + r;
         if (i < r0 + rows) {
-          const T* src = q.row(i).data();
-          for (Index dd = 0; dd < d; ++dd) dst[dd * R + r] = scale * src[dd];
+          const In* src = q.row(i).data();
+          for (Index dd = 0; dd < d; ++dd) dst[dd * R + r] = scale * widen<T>(src[dd]);
         } else {
           for (Index dd = 0; dd < d; ++dd) dst[dd * R + r] = T(0);
         }
@@ -279,18 +308,25 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
         T* l = ws.row_sum.data() + g * R;
         gr.start(m, grows, sm);
         const T* qp = ws.queries.data() + g * d * R;
-        const T* kp = kv.keys + pb * d * C;
+        const S* kp = kv.keys + pb * kd * C;
         const T* add = kv.key_add ? kv.key_add + pb * C : nullptr;
         T* tile = ws.tile.data();
+        // Score tiles of panels [first, first + count) of this block (see score_tiles).
+        auto score = [&](bool exp, Index first, Index count) -> Index {
+          const T* add_first = add ? add + first * C : nullptr;
+          if constexpr (kPairs)
+            return score_panels_bf16(add != nullptr, exp, ws.pair_queries.data() + g * kd * R,
+                                     kp + first * kd * C, kd / 2, count, add_first,
+                                     tile + first * R * C, sm, scale);
+          else
+            return packed_detail::score_panels<T>(add != nullptr, exp, qp, kp + first * d * C, d,
+                                                  count, add_first, tile + first * R * C, sm);
+        };
         for (Index done = 0; done < clean;) {
-          done += packed_detail::score_panels<T>(add != nullptr, true, qp, kp + done * d * C, d,
-                                                 clean - done, add ? add + done * C : nullptr,
-                                                 tile + done * R * C, sm);
+          done += score(true, done, clean - done);
           if (done < clean) packed_detail::exp_panel<T>(tile, done++, sm, gr);  // rescale
         }
-        packed_detail::score_panels<T>(add != nullptr, false, qp, kp + clean * d * C, d,
-                                       panels - clean, add ? add + clean * C : nullptr,
-                                       tile + clean * R * C, sm);
+        score(false, clean, panels - clean);
         for (Index p = clean; p < panels; ++p) {
           packed_detail::finish_scores<T>(tile + p * R * C, grows, i0, (pb + p) * C, nk, delta,
                                           causal, bias, alibi);
@@ -303,13 +339,25 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
           l[r] = alpha[r] * l[r] + Eigen::internal::predux(sm.sum[r]);
           m[r] = gr.ref[r];
         }
-        const T* v = kv.values + pb * C * ldv;
+        const S* v = kv.values + pb * C * ldv;
         T* o = ws.acc.data() + g * R * ldv;
         Index c = 0;
-        for (; c + C <= ldv; c += C)
-          value_tile<T, Tile::kPackets>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
         static_assert(Tile::kPackets == 2, "the last value chunk is one packet wide");
-        if (c < ldv) value_tile<T, 1>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+#if FASTATTN_BF16_DOT
+        if constexpr (kPairs) {  // the weights as bfloat16 pairs along the keys
+          const Eigen::bfloat16* p = ws.pair_weights.data();
+          round_to_bf16(tile, panels * R * C, ws.pair_weights.data());
+          for (; c + C <= ldv; c += C)
+            value_tile_bf16<2>(p, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+          if (c < ldv) value_tile_bf16<1>(p, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+        } else
+#endif
+        {
+          for (; c + C <= ldv; c += C)
+            value_tile<T, Tile::kPackets>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha,
+                                          grows);
+          if (c < ldv) value_tile<T, 1>(tile, panels, v + c * C, C * ldv, o + c, ldv, alpha, grows);
+        }
       }
     }
 
@@ -327,9 +375,10 @@ void exact_packed_attention(const ConstMatRef<T>& q, const PackedKv<T>& kv, MatR
 
 /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> out [Nq, Dv] (and lse [Nq] if non-empty). `bias` is
 /// [Nq, Nk], [1, Nk] or empty. Packs K and V (with opt.key_padding and a per-key bias folded in)
-/// and runs exact_packed_attention. Arguments are already validated.
-template <class T>
-void exact_packed(const ConstMatRef<T>& q, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+/// and runs exact_packed_attention. Arguments are already validated. In = bfloat16 (T = float):
+/// the widening path of docs/bfloat16.md, the inputs widened to T as they are packed.
+template <class T, class In = T>
+void exact_packed(const ConstMatRef<In>& q, const ConstMatRef<In>& k, const ConstMatRef<In>& v,
                   MatRef<T>& out, const AttentionOptions& opt, const ConstMatRef<T>& bias,
                   VecRef<T>& lse, PackedBlocking blocking) {
   const bool full_bias = bias.size() != 0 && bias.rows() == q.rows() && q.rows() != 1;

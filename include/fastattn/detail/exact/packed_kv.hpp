@@ -17,25 +17,27 @@
 /// weight), and slots past the last key are zero; the kernels mask those slots by count.
 /// The layout does not depend on the capacity, so a cache grows by copying a prefix.
 ///
-/// A 16-bit storage type fits the same scheme with a depth group g = 2 (pairs along the reduction
-/// dimension, as bfloat16 dot-product instructions read them): keys [D/2][C][2] per panel and
-/// value chunks [C/2][w][2].
+/// bfloat16 storage uses the same scheme with pairs along the reduction dimension, as vdpbf16ps
+/// reads them (detail/exact/packed_kv_bf16.hpp): keys [D/2][C][2] per panel and value chunks
+/// [C/2][w][2].
 
 #include <algorithm>
 #include <cstddef>
 #include <limits>
 
+#include "fastattn/detail/simd/bf16.hpp"
 #include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
 
-/// Read-only view of packed keys and values (see the file comment for the layout).
-template <class T>
+/// Read-only view of packed keys and values (see the file comment for the layout). S is the
+/// stored element: T, or bfloat16 pairs (detail/exact/packed_kv_bf16.hpp, T = float).
+template <class T, class S = T>
 struct PackedKv {
-  const T* keys = nullptr;     // [panels][dim][C]
-  const T* values = nullptr;   // [panels][value_stride * C], in column chunks
+  const S* keys = nullptr;     // [panels][dim][C] (pairs: [panels][dim/2][C][2])
+  const S* values = nullptr;   // [panels][value_stride * C], in column chunks
   const T* key_add = nullptr;  // [panels * C], or nullptr when no key is padded or biased
   Index size = 0;              // Nk: the keys present (slots past it are masked)
   Index dim = 0;               // D
@@ -115,34 +117,19 @@ class PackedKvStorage {
   template <class KeyBias>
   void pack(const ConstMatRef<T>& k, const ConstMatRef<T>& v, const KeyMask& padding,
             const KeyBias& key_bias) {
-    size_ = 0;
-    reserve(k.rows());
-    size_ = k.rows();
-    const Index panels = key_panels<T>(size_);
-    has_key_add_ = key_bias.size() != 0 || (padding.size() != 0 && padding.any());
-    for (Index j = 0; j < panels * kCols; ++j) {  // every slot written once
-      if (j + kPrefetchRows < size_) {  // rows of strided heads defeat the hardware prefetcher
-        prefetch_row(k.row(j + kPrefetchRows).data(), dim_);
-        prefetch_row(v.row(j + kPrefetchRows).data(), value_dim_);
-      }
-      const bool present = j < size_ && !(padding.size() != 0 && padding[j]);
-      if (present) {
-        write_key(j, k.row(j).data());
-        write_value(j, v.row(j).data());
-      } else {
-        clear_slot(j);
-      }
-      if (has_key_add_)
-        key_add_[j] = j >= size_             ? T(0)  // past Nk: masked by count
-                      : !present             ? kMinusInf
-                      : key_bias.size() != 0 ? T(key_bias[j])
-                                             : T(0);
-    }
+    pack_rows(k, v, padding, key_bias);
+  }
+  /// As above for bfloat16 k and v, widened to T as they are packed.
+  template <class KeyBias>
+  void pack(const ConstMatRef<Eigen::bfloat16>& k, const ConstMatRef<Eigen::bfloat16>& v,
+            const KeyMask& padding, const KeyBias& key_bias) {
+    pack_rows(k, v, padding, key_bias);
   }
 
-  /// Appends one token (k [D], v [Dv]); a padded token is stored as zeros and masked. The caller
-  /// reserves the room first.
-  void append(const T* k, const T* v, bool padded) {
+  /// Appends one token (k [D], v [Dv], In = T or bfloat16); a padded token is stored as zeros and
+  /// masked. The caller reserves the room first.
+  template <class In>
+  void append(const In* k, const In* v, bool padded) {
     const Index j = size_;
     if (j % kCols == 0) clear_panel(j / kCols);  // a fresh panel: its future slots read as 0
     if (padded) {
@@ -179,9 +166,38 @@ class PackedKvStorage {
   static void grow(Vector<T>& buffer, Index size) {
     if (buffer.size() < size) buffer.conservativeResize(size);
   }
-  void write_key(Index j, const T* k) {
+  // The body of both pack() overloads (In = T or bfloat16).
+  template <class In, class KeyBias>
+  void pack_rows(const ConstMatRef<In>& k, const ConstMatRef<In>& v, const KeyMask& padding,
+                 const KeyBias& key_bias) {
+    size_ = 0;
+    reserve(k.rows());
+    size_ = k.rows();
+    const Index panels = key_panels<T>(size_);
+    has_key_add_ = key_bias.size() != 0 || (padding.size() != 0 && padding.any());
+    for (Index j = 0; j < panels * kCols; ++j) {  // every slot written once
+      if (j + kPrefetchRows < size_) {  // rows of strided heads defeat the hardware prefetcher
+        prefetch_row(k.row(j + kPrefetchRows).data(), dim_);
+        prefetch_row(v.row(j + kPrefetchRows).data(), value_dim_);
+      }
+      const bool present = j < size_ && !(padding.size() != 0 && padding[j]);
+      if (present) {
+        write_key(j, k.row(j).data());
+        write_value(j, v.row(j).data());
+      } else {
+        clear_slot(j);
+      }
+      if (has_key_add_)
+        key_add_[j] = j >= size_             ? T(0)  // past Nk: masked by count
+                      : !present             ? kMinusInf
+                      : key_bias.size() != 0 ? T(key_bias[j])
+                                             : T(0);
+    }
+  }
+  template <class In>
+  void write_key(Index j, const In* k) {
     T* dst = keys_.data() + (j / kCols) * dim_ * kCols + j % kCols;
-    for (Index dd = 0; dd < dim_; ++dd) dst[dd * kCols] = k[dd];
+    for (Index dd = 0; dd < dim_; ++dd) dst[dd * kCols] = widen<T>(k[dd]);
   }
   // Zeroes key j and value j (a padded token after a truncate may land on old data).
   void clear_slot(Index j) {
@@ -193,11 +209,12 @@ class PackedKvStorage {
     }
   }
   // Writes value j, zero in the padding columns.
-  void write_value(Index j, const T* v) {
+  template <class In>
+  void write_value(Index j, const In* v) {
     for (Index c0 = 0; c0 < value_stride_; c0 += kCols) {
       T* dst = values_.data() + packed_value_offset<T>(j, c0, value_stride_);
       const Index width = std::min(kCols, value_stride_ - c0);
-      for (Index c = 0; c < width; ++c) dst[c] = c0 + c < value_dim_ ? v[c0 + c] : T(0);
+      for (Index c = 0; c < width; ++c) dst[c] = c0 + c < value_dim_ ? widen<T>(v[c0 + c]) : T(0);
     }
   }
   void clear_panel(Index panel) {

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fastattn/bfloat16.hpp"
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/features.hpp"
@@ -121,6 +122,15 @@ class RandomFeatureMethod {
   RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
                           const AttentionOptions& opt = {}) const {
     RowMatrix<T> out(q.rows(), v.cols());
+    derived().forward(q, k, v, out, opt);
+    return out;
+  }
+
+  /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new float [Nq, Dv] matrix (T = float).
+  template <class U = T, std::enable_if_t<std::is_same_v<U, float>, int> = 0>
+  RowMatrix<float> operator()(ConstMatRef<bfloat16> q, ConstMatRef<bfloat16> k,
+                              ConstMatRef<bfloat16> v, const AttentionOptions& opt = {}) const {
+    RowMatrix<float> out(q.rows(), v.cols());
     derived().forward(q, k, v, out, opt);
     return out;
   }

@@ -55,6 +55,57 @@ struct GroupSoftmax {
   }
 };
 
+/// The end of one score tile, shared by the float and the bfloat16 score kernels: the raw
+/// logits acc [R][P packets] of one panel; kAddRow adds add_row [C] (that panel's key mask and
+/// per-key bias); kExp turns them into weights into s [R][C] (see GroupSoftmax and score_tiles)
+/// unless a logit exceeds its row's limit, in which case it stores the logits and returns false.
+/// Always inlined, so the accumulators stay in the caller's registers.
+template <class T, bool kAddRow, bool kExp>
+EIGEN_ALWAYS_INLINE bool finish_score_tile(
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets],
+    const T* add_row, T* s, GroupSoftmax<T>& sm) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
+  if constexpr (kAddRow) {
+    Packet b[P];
+    for (int p = 0; p < P; ++p) b[p] = pload<Packet>(add_row + p * L);
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) acc[r][p] = padd(acc[r][p], b[p]);
+  }
+  if constexpr (kExp) {
+    // Any score above its row's limit? (limit is finite or +inf, so no inf - inf.)
+    Packet excess = psub(pmax(acc[0][0], acc[0][1]), pset1<Packet>(sm.limit[0]));
+    for (int r = 1; r < R; ++r) {
+      Packet m = acc[r][0];
+      for (int p = 1; p < P; ++p) m = pmax(m, acc[r][p]);
+      excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
+    }
+    const Packet over = pcmp_lt(pset1<Packet>(T(0)), excess);
+    if (predux_any(over)) {  // rare: the caller raises the reference first
+      for (int r = 0; r < R; ++r)
+        for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
+      return false;
+    }
+    const Packet log2e = pset1<Packet>(kLog2e<T>);
+    for (int r = 0; r < R; ++r) {
+      const Packet shift = pset1<Packet>(sm.shift[r]);
+      Packet sum = sm.sum[r];
+      for (int p = 0; p < P; ++p) {
+        const Packet e = pexp2<T>(pmul(psub(acc[r][p], shift), log2e));
+        pstore(s + r * C + p * L, e);
+        sum = padd(sum, e);
+      }
+      sm.sum[r] = sum;
+    }
+  } else {
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
+  }
+  return true;
+}
+
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
 /// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. qp
 /// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
@@ -83,41 +134,8 @@ EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index
         for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
       }
     }
-    if constexpr (kAddRow) {
-      Packet b[P];
-      for (int p = 0; p < P; ++p) b[p] = pload<Packet>(add_row + panel * C + p * L);
-      for (int r = 0; r < R; ++r)
-        for (int p = 0; p < P; ++p) acc[r][p] = padd(acc[r][p], b[p]);
-    }
-    if constexpr (kExp) {
-      // Any score above its row's limit? (limit is finite or +inf, so no inf - inf.)
-      Packet excess = psub(pmax(acc[0][0], acc[0][1]), pset1<Packet>(sm.limit[0]));
-      for (int r = 1; r < R; ++r) {
-        Packet m = acc[r][0];
-        for (int p = 1; p < P; ++p) m = pmax(m, acc[r][p]);
-        excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
-      }
-      const Packet over = pcmp_lt(pset1<Packet>(T(0)), excess);
-      if (predux_any(over)) {  // rare: the caller raises the reference first
-        for (int r = 0; r < R; ++r)
-          for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
-        return panel;
-      }
-      const Packet log2e = pset1<Packet>(kLog2e<T>);
-      for (int r = 0; r < R; ++r) {
-        const Packet shift = pset1<Packet>(sm.shift[r]);
-        Packet sum = sm.sum[r];
-        for (int p = 0; p < P; ++p) {
-          const Packet e = pexp2<T>(pmul(psub(acc[r][p], shift), log2e));
-          pstore(s + r * C + p * L, e);
-          sum = padd(sum, e);
-        }
-        sm.sum[r] = sum;
-      }
-    } else {
-      for (int r = 0; r < R; ++r)
-        for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
-    }
+    if (!finish_score_tile<T, kAddRow, kExp>(acc, kAddRow ? add_row + panel * C : nullptr, s, sm))
+      return panel;
   }
   return kExp ? panels : 0;
 }
