@@ -38,9 +38,9 @@ template <class T>
 void check_clustered_eva_call(const char* fn, const ClusteredEvaConfig& cfg, Index head_dim,
                               const ConstMatRef<T>& q, const ConstMatRef<T>& k,
                               const AttentionOptions& opt) {
-  FASTATTN_CHECK(q.cols() == head_dim, fn << ": q " << shape(q) << " has D = " << q.cols()
-                                          << " but this ClusteredEva was built for head_dim = "
-                                          << head_dim);
+  FASTATTN_CHECK(q.cols() == head_dim,
+                 fn << ": q " << shape(q) << " has D = " << q.cols()
+                    << " but this ClusteredEva was built for head_dim = " << head_dim);
   FASTATTN_CHECK(!opt.causal,
                  fn << ": causal = true is not supported: the clusters mix past and future keys "
                        "(docs/spec/eva.md §10.9 sketches a causal form)");
@@ -48,8 +48,9 @@ void check_clustered_eva_call(const char* fn, const ClusteredEvaConfig& cfg, Ind
                  fn << ": alibi_slope = " << opt.alibi_slope
                     << " is not supported: a cluster summary cannot carry a per-pair bias");
   FASTATTN_CHECK(cfg.window == 0 || q.rows() == k.rows(),
-                 fn << ": options.window = " << cfg.window << " needs self-attention (Nq = Nk), got q "
-                    << shape(q) << " and k " << shape(k));
+                 fn << ": options.window = " << cfg.window
+                    << " needs self-attention (Nq = Nk), got q " << shape(q) << " and k "
+                    << shape(k));
   FASTATTN_CHECK(cfg.centre != ClusterCentre::TokenMean || q.rows() == k.rows(),
                  fn << ": options.centre = TokenMean reads query row m as the query of key m and "
                        "needs self-attention (Nq = Nk), got q "
@@ -88,8 +89,8 @@ void clustered_eva_with_partition(const ClusteredEvaConfig& cfg, const ConstMatR
   check_clustered_eva_call<T>(fn, cfg, q.cols(), q, k, opt);
   for (Index j = 0; j < k.rows(); ++j)
     FASTATTN_CHECK((labels[size_t(j)] < 0) == is_padded(opt.key_padding, j),
-                   fn << ": key " << j << " has label " << labels[size_t(j)]
-                      << " but is " << (is_padded(opt.key_padding, j) ? "" : "not ") << "padded");
+                   fn << ": key " << j << " has label " << labels[size_t(j)] << " but is "
+                      << (is_padded(opt.key_padding, j) ? "" : "not ") << "padded");
   SerialEigenScope serial_eigen;
   KeyClusters<T> cl;
   build_key_clusters<T>(k, v, labels, num_labels, cl);
@@ -121,7 +122,9 @@ class ClusteredEva {
  public:
   /// Validates the options (std::invalid_argument naming the option).
   explicit ClusteredEva(Index head_dim, ClusteredEvaOptions options = {})
-      : head_dim_(head_dim), options_(options), config_(detail::make_clustered_eva_config(options)) {
+      : head_dim_(head_dim),
+        options_(options),
+        config_(detail::make_clustered_eva_config(options)) {
     FASTATTN_CHECK(head_dim >= 1, "ClusteredEva: head_dim must be at least 1, got " << head_dim);
   }
 
@@ -157,22 +160,7 @@ class ClusteredEva {
 
   /// As above, and `stats` receives what the call did (exact fraction, clusters used).
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
-               const AttentionOptions& opt, ClusteredEvaStats& stats) const {
-    const char* fn = "ClusteredEva::forward";
-    detail::check_qkv<T>(fn, q, k, v, out, opt);
-    detail::check_clustered_eva_call<T>(fn, config_, head_dim_, q, k, opt);
-    stats = ClusteredEvaStats{};
-    if (q.rows() == 0) return;
-    detail::SerialEigenScope serial_eigen;
-    detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
-    const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
-    std::vector<ConstMatRef<T>> qs{q};
-    std::vector<MatRef<T>> outs{out};
-    const double exact =
-        detail::run_clustered_eva<T>(config_, cl, qs, k, v, outs, opt, scale(opt), ws.buffers);
-    stats.num_clusters = cl.num_clusters;
-    if (cl.visible() > 0) stats.exact_fraction = exact / (double(q.rows()) * double(cl.visible()));
-  }
+               const AttentionOptions& opt, ClusteredEvaStats& stats) const;
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
   RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
@@ -187,20 +175,7 @@ class ClusteredEva {
   /// partition (and, for ClusterCentre::KeyMean, the value summaries) shared by the query heads.
   /// Each out[h] equals forward(q[h], k, v, out[h], opt).
   void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
-                     std::vector<MatMap<T>>& out, const AttentionOptions& opt) const {
-    const char* fn = "ClusteredEva::forward_group";
-    FASTATTN_CHECK(q.size() == out.size(), fn << ": " << q.size() << " query heads but "
-                                              << out.size() << " outputs");
-    for (size_t h = 0; h < q.size(); ++h) {
-      detail::check_qkv<T>(fn, q[h], k, v, out[h], opt);
-      detail::check_clustered_eva_call<T>(fn, config_, head_dim_, q[h], k, opt);
-    }
-    if (q.empty() || q[0].rows() == 0) return;
-    detail::SerialEigenScope serial_eigen;
-    detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
-    const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
-    detail::run_clustered_eva<T>(config_, cl, q, k, v, out, opt, scale(opt), ws.buffers);
-  }
+                     std::vector<MatMap<T>>& out, const AttentionOptions& opt) const;
 
  private:
   T scale(const AttentionOptions& opt) const {
@@ -210,34 +185,85 @@ class ClusteredEva {
   /// k-means over the visible keys -> the sorted clusters (in ws.clusters).
   const detail::KeyClusters<T>& cluster_keys(const ConstMatRef<T>& k, const ConstMatRef<T>& v,
                                              const KeyMask& padding,
-                                             detail::ClusteredEvaWorkspace<T>& ws) const {
-    const Index nk = k.rows();
-    ws.visible.clear();
-    for (Index j = 0; j < nk; ++j)
-      if (!detail::is_padded(padding, j)) ws.visible.push_back(j);
-    const Index n = Index(ws.visible.size());
-    ws.labels.assign(size_t(nk), -1);
-    Index clusters = 0;
-    if (n > 0) {
-      const bool all_visible = n == nk;  // then cluster k in place
-      if (!all_visible) {
-        ws.visible_keys.resize(n, k.cols());
-        for (Index i = 0; i < n; ++i) ws.visible_keys.row(i) = k.row(ws.visible[size_t(i)]);
-      }
-      const ConstMatRef<T> x = all_visible ? k : ConstMatRef<T>(ws.visible_keys);
-      detail::kmeans<T>(x, config_.clusters_for(n), config_.iterations, config_.seed, ws.kmeans,
-                        ws.kmeans_result);
-      for (Index i = 0; i < n; ++i)
-        ws.labels[size_t(ws.visible[size_t(i)])] = ws.kmeans_result.assignment[size_t(i)];
-      clusters = ws.kmeans_result.num_clusters;
-    }
-    detail::build_key_clusters<T>(k, v, ws.labels, clusters, ws.clusters);
-    return ws.clusters;
-  }
+                                             detail::ClusteredEvaWorkspace<T>& ws) const;
 
   Index head_dim_;
   ClusteredEvaOptions options_;
   detail::ClusteredEvaConfig config_;
 };
+
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class T>
+void ClusteredEva<T>::forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
+                              const AttentionOptions& opt, ClusteredEvaStats& stats) const {
+  const char* fn = "ClusteredEva::forward";
+  detail::check_qkv<T>(fn, q, k, v, out, opt);
+  detail::check_clustered_eva_call<T>(fn, config_, head_dim_, q, k, opt);
+  stats = ClusteredEvaStats{};
+  if (q.rows() == 0) return;
+  detail::SerialEigenScope serial_eigen;
+  detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
+  const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
+  std::vector<ConstMatRef<T>> qs{q};
+  std::vector<MatRef<T>> outs{out};
+  const double exact =
+      detail::run_clustered_eva<T>(config_, cl, qs, k, v, outs, opt, scale(opt), ws.buffers);
+  stats.num_clusters = cl.num_clusters;
+  if (cl.visible() > 0) stats.exact_fraction = exact / (double(q.rows()) * double(cl.visible()));
+}
+
+template <class T>
+void ClusteredEva<T>::forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k,
+                                    ConstMatRef<T> v, std::vector<MatMap<T>>& out,
+                                    const AttentionOptions& opt) const {
+  const char* fn = "ClusteredEva::forward_group";
+  FASTATTN_CHECK(q.size() == out.size(),
+                 fn << ": " << q.size() << " query heads but " << out.size() << " outputs");
+  for (size_t h = 0; h < q.size(); ++h) {
+    detail::check_qkv<T>(fn, q[h], k, v, out[h], opt);
+    detail::check_clustered_eva_call<T>(fn, config_, head_dim_, q[h], k, opt);
+  }
+  if (q.empty() || q[0].rows() == 0) return;
+  detail::SerialEigenScope serial_eigen;
+  detail::ClusteredEvaWorkspace<T>& ws = detail::clustered_eva_workspace<T>();
+  const detail::KeyClusters<T>& cl = cluster_keys(k, v, opt.key_padding, ws);
+  detail::run_clustered_eva<T>(config_, cl, q, k, v, out, opt, scale(opt), ws.buffers);
+}
+
+template <class T>
+auto ClusteredEva<T>::cluster_keys(const ConstMatRef<T>& k, const ConstMatRef<T>& v,
+                                   const KeyMask& padding,
+                                   detail::ClusteredEvaWorkspace<T>& ws) const
+    -> const detail::KeyClusters<T>& {
+  const Index nk = k.rows();
+  ws.visible.clear();
+  for (Index j = 0; j < nk; ++j)
+    if (!detail::is_padded(padding, j)) ws.visible.push_back(j);
+  const Index n = Index(ws.visible.size());
+  ws.labels.assign(size_t(nk), -1);
+  Index clusters = 0;
+  if (n > 0) {
+    const bool all_visible = n == nk;  // then cluster k in place
+    if (!all_visible) {
+      ws.visible_keys.resize(n, k.cols());
+      for (Index i = 0; i < n; ++i) ws.visible_keys.row(i) = k.row(ws.visible[size_t(i)]);
+    }
+    const ConstMatRef<T> x = all_visible ? k : ConstMatRef<T>(ws.visible_keys);
+    detail::kmeans<T>(x, config_.clusters_for(n), config_.iterations, config_.seed, ws.kmeans,
+                      ws.kmeans_result);
+    for (Index i = 0; i < n; ++i)
+      ws.labels[size_t(ws.visible[size_t(i)])] = ws.kmeans_result.assignment[size_t(i)];
+    clusters = ws.kmeans_result.num_clusters;
+  }
+  detail::build_key_clusters<T>(k, v, ws.labels, clusters, ws.clusters);
+  return ws.clusters;
+}
+
+// Explicit instantiation declarations (FASTATTN_EXTERN_TEMPLATES; fastattn/instances.hpp).
+#if FASTATTN_EXTERN_TEMPLATES
+extern template class ClusteredEva<float>;
+extern template class ClusteredEva<double>;
+#endif
 
 }  // namespace fastattn

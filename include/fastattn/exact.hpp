@@ -100,15 +100,7 @@ class Exact {
   /// scaling) and an optional log-sum-exp output `lse` ([Nq], or size 0 to skip; -inf on empty
   /// rows).
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
-               const AttentionOptions& opt, ConstMatRef<T> bias, VecRef<T> lse) const {
-    check_forward(q, k, v, out, opt, bias, lse);
-    detail::SerialEigenScope serial_eigen;
-    if (options_.kernel == ExactKernel::Reference) {
-      detail::exact_reference<T>(q, k, v, out, opt, bias, lse);
-    } else {
-      detail::exact_packed<T>(q, k, v, out, opt, bias, lse, blocking());
-    }
-  }
+               const AttentionOptions& opt, ConstMatRef<T> bias, VecRef<T> lse) const;
 
   /// bfloat16 q [Nq, D], k [Nk, D], v [Nk, Dv] -> float out [Nq, Dv] (Exact<float> only;
   /// docs/bfloat16.md): softmax, accumulation and output in float. With AVX512_BF16
@@ -236,30 +228,17 @@ class Exact {
   /// A decoding state for values of width `value_dim` using opt.scale and opt.alibi_slope
   /// (decoding is causal by construction; per-token padding is an argument of step()), with room
   /// for `capacity` tokens; its cache holds options().cache.
-  State make_state(Index value_dim, const AttentionOptions& opt, Index capacity = 0) const {
-    FASTATTN_CHECK(value_dim >= 0, "Exact::make_state: value_dim must be >= 0, got " << value_dim);
-    detail::check_scale_and_slope<T>("Exact::make_state", opt);
-    FASTATTN_CHECK(
-        opt.key_padding.size() == 0,
-        "Exact::make_state: key_padding must be empty; pass padding per token to step()");
-    State state(value_dim, opt.scale, opt.alibi_slope, options_.cache == CacheStorage::BFloat16);
-    state.reserve(capacity);
-    return state;
-  }
+  State make_state(Index value_dim, const AttentionOptions& opt, Index capacity = 0) const;
 
   /// Appends n >= 1 tokens (k_t [n, D], v_t [n, Dv]) to the cache and writes the causal attention
   /// of q_t [n, D] over the whole cache to out_t [n, Dv]. n = 1 is one decoding step; n > 1 is a
   /// chunked prefill. Feeding a sequence through step() equals forward() with causal = true.
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
-            MatRef<T> out_t) const {
-    step_tokens(state, q_t, k_t, v_t, out_t, false);
-  }
+            MatRef<T> out_t) const;
 
   /// As step() above; `padded` marks the new tokens' keys as padding (never visible).
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
-            MatRef<T> out_t, bool padded) const {
-    step_tokens(state, q_t, k_t, v_t, out_t, padded);
-  }
+            MatRef<T> out_t, bool padded) const;
 
   /// As step() above with bfloat16 tokens (Exact<float>; either cache storage): q_t [n, D],
   /// k_t [n, D], v_t [n, Dv] -> float out_t [n, Dv].
@@ -392,6 +371,44 @@ class Exact {
   ExactOptions options_;
 };
 
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class T>
+void Exact<T>::forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
+                       const AttentionOptions& opt, ConstMatRef<T> bias, VecRef<T> lse) const {
+  check_forward(q, k, v, out, opt, bias, lse);
+  detail::SerialEigenScope serial_eigen;
+  if (options_.kernel == ExactKernel::Reference) {
+    detail::exact_reference<T>(q, k, v, out, opt, bias, lse);
+  } else {
+    detail::exact_packed<T>(q, k, v, out, opt, bias, lse, blocking());
+  }
+}
+
+template <class T>
+auto Exact<T>::make_state(Index value_dim, const AttentionOptions& opt, Index capacity) const
+    -> State {
+  FASTATTN_CHECK(value_dim >= 0, "Exact::make_state: value_dim must be >= 0, got " << value_dim);
+  detail::check_scale_and_slope<T>("Exact::make_state", opt);
+  FASTATTN_CHECK(opt.key_padding.size() == 0,
+                 "Exact::make_state: key_padding must be empty; pass padding per token to step()");
+  State state(value_dim, opt.scale, opt.alibi_slope, options_.cache == CacheStorage::BFloat16);
+  state.reserve(capacity);
+  return state;
+}
+
+template <class T>
+void Exact<T>::step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
+                    MatRef<T> out_t) const {
+  step_tokens(state, q_t, k_t, v_t, out_t, false);
+}
+
+template <class T>
+void Exact<T>::step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t,
+                    MatRef<T> out_t, bool padded) const {
+  step_tokens(state, q_t, k_t, v_t, out_t, padded);
+}
+
 /// The standard ALiBi slopes for `heads` heads (Press et al.): 2^(-8(h+1)/H) when H is a power of
 /// two; otherwise the P = 2^floor(log2 H) power-of-two slopes followed by the odd-indexed slopes of
 /// the 2P-head sequence.
@@ -407,5 +424,11 @@ inline std::vector<double> alibi_slopes(Index heads) {
     slopes.push_back(std::exp2(-4.0 * static_cast<double>(2 * t + 1) / static_cast<double>(p)));
   return slopes;
 }
+
+// Explicit instantiation declarations (FASTATTN_EXTERN_TEMPLATES; fastattn/instances.hpp).
+#if FASTATTN_EXTERN_TEMPLATES
+extern template class Exact<float>;
+extern template class Exact<double>;
+#endif
 
 }  // namespace fastattn

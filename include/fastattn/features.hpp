@@ -65,49 +65,7 @@ class FeatureMap {
   /// As above with a shared, immutable projection: maps built from one projection (query and key
   /// maps, per-call fitted maps, decoding states) share it instead of copying it.
   explicit FeatureMap(FeatureKind kind, std::shared_ptr<const RowMatrix<T>> projection,
-                      FeatureMapOptions options = {}, Vector<T> dim_scale = Vector<T>())
-      : kind_(kind),
-        options_(options),
-        projection_(checked(std::move(projection))),
-        dim_scale_(std::move(dim_scale)) {
-    const RowMatrix<T>& w = *projection_;
-    const Index d = w.cols();
-    FASTATTN_CHECK(d >= 1,
-                   "FeatureMap: projection " << detail::shape(w) << " must have D >= 1 columns");
-    const bool projected = kind != FeatureKind::Identity && kind != FeatureKind::Exponential;
-    FASTATTN_CHECK(!projected || w.rows() >= 1, "FeatureMap: projection "
-                                                    << detail::shape(w)
-                                                    << " must have at least one row (m >= 1)");
-    FASTATTN_CHECK(w.allFinite(),
-                   "FeatureMap: projection " << detail::shape(w) << " has non-finite entries");
-    FASTATTN_CHECK(std::isfinite(options.input_scale) && options.input_scale > 0,
-                   "FeatureMap: input_scale must be finite and > 0, got " << options.input_scale);
-    FASTATTN_CHECK(kind != FeatureKind::Optimal ||
-                       (std::isfinite(options.optimal_a) && options.optimal_a < 0.125),
-                   "FeatureMap: optimal_a must be finite and < 1/8 (finite variance), got "
-                       << options.optimal_a);
-    FASTATTN_CHECK(std::isfinite(options.relu_eps) && options.relu_eps >= 0,
-                   "FeatureMap: relu_eps must be finite and >= 0, got " << options.relu_eps);
-    FASTATTN_CHECK(dim_scale_.size() == 0 || dim_scale_.size() == d,
-                   "FeatureMap: dim_scale has size " << dim_scale_.size() << " but D = " << d);
-    FASTATTN_CHECK(dim_scale_.size() == 0 ||
-                       (dim_scale_.array().isFinite().all() && (dim_scale_.array() > T(0)).all()),
-                   "FeatureMap: dim_scale entries must be finite and > 0");
-
-    // Fold x -> c psi o x (and FAVOR++'s B) into the projection: u = W_eff x.
-    Vector<T> scale = dim_scale_.size() ? dim_scale_ : Vector<T>::Ones(d);
-    scale *= static_cast<T>(options.input_scale);
-    squared_scale_ = scale.array().square();
-    uniform_scale_ = dim_scale_.size() == 0;
-    if (!projected) {
-      w_eff_t_ = scale.asDiagonal();
-    } else {
-      const double b = kind == FeatureKind::Optimal ? std::sqrt(1 - 4 * options.optimal_a) : 1.0;
-      w_eff_t_ = ((w * scale.asDiagonal()) * static_cast<T>(b)).transpose();
-      if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
-        feature_offset_ = w.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
-    }
-  }
+                      FeatureMapOptions options = {}, Vector<T> dim_scale = Vector<T>());
 
   /// The feature kind.
   FeatureKind kind() const { return kind_; }
@@ -145,77 +103,7 @@ class FeatureMap {
   /// input_factor * x (input_factor > 0 multiplies options().input_scale for this call only, e.g.
   /// for a per-call attention scale; normalized maps ignore it). Does not allocate, so the core
   /// can call it once per chunk.
-  void apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor = T(1)) const {
-    const Index n = x.rows(), m = w_eff_t_.cols();
-    FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == feature_dim(),
-                   "FeatureMap::apply: x " << detail::shape(x) << " and out " << detail::shape(out)
-                                           << " must be [n, D] and [n, M] with D = " << input_dim()
-                                           << ", M = " << feature_dim());
-    FASTATTN_CHECK(input_factor > 0 && std::isfinite(input_factor),
-                   "FeatureMap::apply: input_factor must be finite and > 0, got " << input_factor);
-    auto u = out.leftCols(m);
-    if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
-      detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
-                                 out.data(), out.outerStride());
-    else
-      u.noalias() = x * w_eff_t_;  // the one GEMM
-
-    // One pass per row (rows are contiguous; a column-wise broadcast would stride through
-    // memory): the row factor (1/|x| when normalizing, else input_factor), h = |c psi o x'|^2 / 2
-    // of the row x' as used (log domain), and the kind.
-    const bool need_h = log_domain() && kind_ != FeatureKind::Exponential;
-    const T eps = static_cast<T>(options_.relu_eps);
-    for (Index i = 0; i < n; ++i) {
-      auto ui = u.row(i);
-      T factor = options_.normalize ? T(1) : input_factor, h = 0;
-      if (options_.normalize || need_h) {
-        T sq = x.row(i).squaredNorm();
-        T pre = 1;  // the row as used below is x_i / pre
-        if (options_.normalize &&
-            !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max())) {
-          // Rare: |x|^2 under- or overflows T (e.g. |x| ~ 1e-20 or 1e20 in float). Normalizing is
-          // scale invariant, so redo this row from x_i / max|x_i|, whose norm is in [1, sqrt(D)].
-          const T largest = x.row(i).cwiseAbs().maxCoeff();
-          if (largest > 0 && largest <= std::numeric_limits<T>::max()) {
-            pre = largest;
-            ui.setZero();
-            for (Index l = 0; l < input_dim(); ++l) ui += (x(i, l) / pre) * w_eff_t_.row(l);
-            sq = (x.row(i).array() / pre).square().sum();
-          }
-        }
-        if (options_.normalize) factor = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
-        if (need_h) {
-          const T weighted =
-              uniform_scale_
-                  ? sq * squared_scale_[0]
-                  : ((x.row(i).array() / pre).square() * squared_scale_.transpose().array()).sum();
-          h = T(0.5) * weighted * factor * factor;
-        }
-      }
-      if (factor != T(1)) ui *= factor;
-      switch (kind_) {
-        case FeatureKind::Positive:
-          ui.array() -= h;
-          break;
-        case FeatureKind::Optimal:
-          ui.array() += feature_offset_.transpose().array() - h;
-          break;
-        case FeatureKind::Hyperbolic:
-          out.row(i).tail(m).array() = -ui.array() - h;
-          ui.array() -= h;
-          break;
-        case FeatureKind::Trig:
-          detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m);
-          break;
-        case FeatureKind::Relu:
-          ui = (ui.array().max(T(0)) + eps).matrix();
-          break;
-        case FeatureKind::Identity:
-        case FeatureKind::Exponential:
-          break;
-      }
-    }
-  }
+  void apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor = T(1)) const;
 
   /// x [n, D] -> a new [n, M] matrix (log-features when log_domain()). Allocates; for hot loops
   /// use apply().
@@ -235,7 +123,7 @@ class FeatureMap {
   }
 
   std::shared_ptr<const RowMatrix<T>> projection_;  // [m, D] as given; immutable, shared
-  Vector<T> dim_scale_;      // [D] or empty
+  Vector<T> dim_scale_;                             // [D] or empty
   // W_eff^T [D, m], W_eff = B W diag(c psi) (Identity/Exponential: diag(c psi)). Stored transposed
   // so that a few rows (decoding) are sweeps of broadcast FMAs over contiguous rows of it.
   RowMatrix<T> w_eff_t_;
@@ -243,6 +131,127 @@ class FeatureMap {
   Eigen::Array<T, Eigen::Dynamic, 1> squared_scale_;  // [D] (c psi)^2
   bool uniform_scale_ = true;
 };
+
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class T>
+FeatureMap<T>::FeatureMap(FeatureKind kind, std::shared_ptr<const RowMatrix<T>> projection,
+                          FeatureMapOptions options, Vector<T> dim_scale)
+    : kind_(kind),
+      options_(options),
+      projection_(checked(std::move(projection))),
+      dim_scale_(std::move(dim_scale)) {
+  const RowMatrix<T>& w = *projection_;
+  const Index d = w.cols();
+  FASTATTN_CHECK(d >= 1,
+                 "FeatureMap: projection " << detail::shape(w) << " must have D >= 1 columns");
+  const bool projected = kind != FeatureKind::Identity && kind != FeatureKind::Exponential;
+  FASTATTN_CHECK(!projected || w.rows() >= 1, "FeatureMap: projection "
+                                                  << detail::shape(w)
+                                                  << " must have at least one row (m >= 1)");
+  FASTATTN_CHECK(w.allFinite(),
+                 "FeatureMap: projection " << detail::shape(w) << " has non-finite entries");
+  FASTATTN_CHECK(std::isfinite(options.input_scale) && options.input_scale > 0,
+                 "FeatureMap: input_scale must be finite and > 0, got " << options.input_scale);
+  FASTATTN_CHECK(kind != FeatureKind::Optimal ||
+                     (std::isfinite(options.optimal_a) && options.optimal_a < 0.125),
+                 "FeatureMap: optimal_a must be finite and < 1/8 (finite variance), got "
+                     << options.optimal_a);
+  FASTATTN_CHECK(std::isfinite(options.relu_eps) && options.relu_eps >= 0,
+                 "FeatureMap: relu_eps must be finite and >= 0, got " << options.relu_eps);
+  FASTATTN_CHECK(dim_scale_.size() == 0 || dim_scale_.size() == d,
+                 "FeatureMap: dim_scale has size " << dim_scale_.size() << " but D = " << d);
+  FASTATTN_CHECK(dim_scale_.size() == 0 ||
+                     (dim_scale_.array().isFinite().all() && (dim_scale_.array() > T(0)).all()),
+                 "FeatureMap: dim_scale entries must be finite and > 0");
+
+  // Fold x -> c psi o x (and FAVOR++'s B) into the projection: u = W_eff x.
+  Vector<T> scale = dim_scale_.size() ? dim_scale_ : Vector<T>::Ones(d);
+  scale *= static_cast<T>(options.input_scale);
+  squared_scale_ = scale.array().square();
+  uniform_scale_ = dim_scale_.size() == 0;
+  if (!projected) {
+    w_eff_t_ = scale.asDiagonal();
+  } else {
+    const double b = kind == FeatureKind::Optimal ? std::sqrt(1 - 4 * options.optimal_a) : 1.0;
+    w_eff_t_ = ((w * scale.asDiagonal()) * static_cast<T>(b)).transpose();
+    if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
+      feature_offset_ = w.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
+  }
+}
+
+template <class T>
+void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor) const {
+  const Index n = x.rows(), m = w_eff_t_.cols();
+  FASTATTN_CHECK(x.cols() == input_dim() && out.rows() == n && out.cols() == feature_dim(),
+                 "FeatureMap::apply: x " << detail::shape(x) << " and out " << detail::shape(out)
+                                         << " must be [n, D] and [n, M] with D = " << input_dim()
+                                         << ", M = " << feature_dim());
+  FASTATTN_CHECK(input_factor > 0 && std::isfinite(input_factor),
+                 "FeatureMap::apply: input_factor must be finite and > 0, got " << input_factor);
+  auto u = out.leftCols(m);
+  if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
+    detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
+                               out.data(), out.outerStride());
+  else
+    u.noalias() = x * w_eff_t_;  // the one GEMM
+
+  // One pass per row (rows are contiguous; a column-wise broadcast would stride through
+  // memory): the row factor (1/|x| when normalizing, else input_factor), h = |c psi o x'|^2 / 2
+  // of the row x' as used (log domain), and the kind.
+  const bool need_h = log_domain() && kind_ != FeatureKind::Exponential;
+  const T eps = static_cast<T>(options_.relu_eps);
+  for (Index i = 0; i < n; ++i) {
+    auto ui = u.row(i);
+    T factor = options_.normalize ? T(1) : input_factor, h = 0;
+    if (options_.normalize || need_h) {
+      T sq = x.row(i).squaredNorm();
+      T pre = 1;  // the row as used below is x_i / pre
+      if (options_.normalize &&
+          !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max())) {
+        // Rare: |x|^2 under- or overflows T (e.g. |x| ~ 1e-20 or 1e20 in float). Normalizing is
+        // scale invariant, so redo this row from x_i / max|x_i|, whose norm is in [1, sqrt(D)].
+        const T largest = x.row(i).cwiseAbs().maxCoeff();
+        if (largest > 0 && largest <= std::numeric_limits<T>::max()) {
+          pre = largest;
+          ui.setZero();
+          for (Index l = 0; l < input_dim(); ++l) ui += (x(i, l) / pre) * w_eff_t_.row(l);
+          sq = (x.row(i).array() / pre).square().sum();
+        }
+      }
+      if (options_.normalize) factor = sq > 0 ? T(1) / std::sqrt(sq) : T(0);
+      if (need_h) {
+        const T weighted =
+            uniform_scale_
+                ? sq * squared_scale_[0]
+                : ((x.row(i).array() / pre).square() * squared_scale_.transpose().array()).sum();
+        h = T(0.5) * weighted * factor * factor;
+      }
+    }
+    if (factor != T(1)) ui *= factor;
+    switch (kind_) {
+      case FeatureKind::Positive:
+        ui.array() -= h;
+        break;
+      case FeatureKind::Optimal:
+        ui.array() += feature_offset_.transpose().array() - h;
+        break;
+      case FeatureKind::Hyperbolic:
+        out.row(i).tail(m).array() = -ui.array() - h;
+        ui.array() -= h;
+        break;
+      case FeatureKind::Trig:
+        detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m);
+        break;
+      case FeatureKind::Relu:
+        ui = (ui.array().max(T(0)) + eps).matrix();
+        break;
+      case FeatureKind::Identity:
+      case FeatureKind::Exponential:
+        break;
+    }
+  }
+}
 
 /// x [n, D], w [m, D] -> out [n, m]: the positive log-features w_r.x'_i - |x'_i|^2 / 2 of the
 /// rows x'_i = input_scale * x_i (FAVOR+'s map in the log domain, without the m^-1/2 constant).
@@ -289,5 +298,11 @@ RowMatrix<T> trig_features(ConstMatRef<T> x, ConstMatRef<T> w) {
     out.row(i) *= inv_sqrt_m * std::exp(T(0.5) * x.row(i).squaredNorm());
   return out;
 }
+
+// Explicit instantiation declarations (FASTATTN_EXTERN_TEMPLATES; fastattn/instances.hpp).
+#if FASTATTN_EXTERN_TEMPLATES
+extern template class FeatureMap<float>;
+extern template class FeatureMap<double>;
+#endif
 
 }  // namespace fastattn

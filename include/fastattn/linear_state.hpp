@@ -29,19 +29,7 @@ template <class T>
 class LinearState {
  public:
   /// A state for `feature_dim` features (M) and values of width `value_dim`.
-  explicit LinearState(Index feature_dim, Index value_dim, LinearOptions options = {})
-      : options_(options),
-        sums_(RowMatrix<T>::Zero(checked_features(feature_dim, value_dim),
-                                 detail::packet_padded<T>(value_dim + 1))),
-        fq_(1, feature_dim),
-        fk_(1, feature_dim),
-        v1_(RowMatrix<T>::Zero(1, sums_.cols())),
-        r_(1, sums_.cols()),
-        fqk_(2, feature_dim),
-        value_dim_(value_dim) {
-    FASTATTN_CHECK(std::isfinite(options.den_eps) && options.den_eps >= 0,
-                   "LinearState: den_eps must be finite and >= 0, got " << options.den_eps);
-  }
+  explicit LinearState(Index feature_dim, Index value_dim, LinearOptions options = {});
 
   /// M, the feature dimension.
   Index feature_dim() const { return sums_.rows(); }
@@ -84,66 +72,7 @@ class LinearState {
 
   void step_impl(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
                  const ConstMatRef<T>& q_t, const ConstMatRef<T>& k_t, const ConstMatRef<T>& v_t,
-                 MatRef<T>& out_t, bool gated, T log_gate, bool padded) {
-    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    const Index dv = value_dim();
-    detail::check_linear_maps("LinearState::step", query_map, key_map, q_t.cols());
-    FASTATTN_CHECK(query_map.feature_dim() == feature_dim(),
-                   "LinearState::step: feature maps have M = "
-                       << query_map.feature_dim() << " but the state has M = " << feature_dim());
-    FASTATTN_CHECK(q_t.rows() == 1 && k_t.rows() == 1 && k_t.cols() == q_t.cols() &&
-                       v_t.rows() == 1 && v_t.cols() == dv && out_t.rows() == 1 &&
-                       out_t.cols() == dv,
-                   "LinearState::step: q_t " << detail::shape(q_t) << ", k_t " << detail::shape(k_t)
-                                             << ", v_t " << detail::shape(v_t) << ", out_t "
-                                             << detail::shape(out_t)
-                                             << " must be one row each with Dv = " << dv);
-    FASTATTN_CHECK(std::isfinite(log_gate) && log_gate <= 0,
-                   "LinearState::step: log_gate must be finite and <= 0, got " << log_gate);
-    detail::SerialEigenScope serial_eigen;
-    ++tokens_;
-    // Features first (the readout is fused into the state update below). With one map for both,
-    // the query and key rows are projected together: one pass over the weights.
-    const bool shared = &query_map == &key_map && !padded;
-    if (shared) {
-      if (qk_.cols() != q_t.cols()) qk_.resize(2, q_t.cols());  // first step only
-      qk_.row(0) = q_t;
-      qk_.row(1) = k_t;
-      query_map.apply(qk_, fqk_);
-      fq_ = fqk_.row(0);
-      fk_ = fqk_.row(1);
-    } else {
-      query_map.apply(q_t, fq_);
-    }
-    if (query_map.log_domain()) fq_ = fq_.unaryExpr(detail::ShiftedExp<T>{fq_.maxCoeff()});
-    T decay = 1, weight = 0;  // S <- decay S + weight phi(k) [v, 1]^T
-    if (!padded) {
-      if (!shared) key_map.apply(k_t, fk_);
-      if (key_map.log_domain()) {
-        const T key_max = fk_.maxCoeff();
-        if (key_max > shift_) {
-          if (shift_ != neg_inf) decay = std::exp(shift_ - key_max);
-          shift_ = key_max;
-        }
-        fk_ = fk_.unaryExpr(detail::ShiftedExp<T>{shift_});
-      }
-      weight = gated ? -std::expm1(log_gate) : T(1);  // 1 - g
-      if (gated) decay *= std::exp(log_gate);
-      v1_.leftCols(dv) = v_t;
-      v1_(0, dv) = 1;
-      contributing_ += weight > 0;
-      mass_ = (gated ? std::exp(log_gate) : T(1)) * mass_ + weight;  // total weight of the keys
-    } else {
-      fk_.setZero();
-    }
-    // r = phi(q) S_new = decay phi(q) S_old + weight (phi(q).phi(k)) [v, 1], in one pass over S.
-    // (sums_, v1_ and r_ are padded to whole packets; the padding columns stay 0.)
-    detail::rank1_update_with_readout(sums_.data(), sums_.rows(), sums_.cols(), sums_.cols(),
-                                      fq_.data(), fk_.data(), v1_.data(), decay, weight, r_.data());
-    r_ = decay * r_ + (weight * fq_.row(0).dot(fk_.row(0))) * v1_;
-    guarded_ += detail::finish_row(r_.row(0), out_t.row(0), contributing_ > 0 ? mass_ : T(0),
-                                   static_cast<T>(options_.den_eps));
-  }
+                 MatRef<T>& out_t, bool gated, T log_gate, bool padded);
 
   LinearOptions options_;
   RowMatrix<T> sums_;
@@ -154,6 +83,87 @@ class LinearState {
   Index value_dim_;
   Index tokens_ = 0, contributing_ = 0, guarded_ = 0;
 };
+
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class T>
+LinearState<T>::LinearState(Index feature_dim, Index value_dim, LinearOptions options)
+    : options_(options),
+      sums_(RowMatrix<T>::Zero(checked_features(feature_dim, value_dim),
+                               detail::packet_padded<T>(value_dim + 1))),
+      fq_(1, feature_dim),
+      fk_(1, feature_dim),
+      v1_(RowMatrix<T>::Zero(1, sums_.cols())),
+      r_(1, sums_.cols()),
+      fqk_(2, feature_dim),
+      value_dim_(value_dim) {
+  FASTATTN_CHECK(std::isfinite(options.den_eps) && options.den_eps >= 0,
+                 "LinearState: den_eps must be finite and >= 0, got " << options.den_eps);
+}
+
+template <class T>
+void LinearState<T>::step_impl(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
+                               const ConstMatRef<T>& q_t, const ConstMatRef<T>& k_t,
+                               const ConstMatRef<T>& v_t, MatRef<T>& out_t, bool gated, T log_gate,
+                               bool padded) {
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  const Index dv = value_dim();
+  detail::check_linear_maps("LinearState::step", query_map, key_map, q_t.cols());
+  FASTATTN_CHECK(query_map.feature_dim() == feature_dim(),
+                 "LinearState::step: feature maps have M = "
+                     << query_map.feature_dim() << " but the state has M = " << feature_dim());
+  FASTATTN_CHECK(q_t.rows() == 1 && k_t.rows() == 1 && k_t.cols() == q_t.cols() &&
+                     v_t.rows() == 1 && v_t.cols() == dv && out_t.rows() == 1 && out_t.cols() == dv,
+                 "LinearState::step: q_t " << detail::shape(q_t) << ", k_t " << detail::shape(k_t)
+                                           << ", v_t " << detail::shape(v_t) << ", out_t "
+                                           << detail::shape(out_t)
+                                           << " must be one row each with Dv = " << dv);
+  FASTATTN_CHECK(std::isfinite(log_gate) && log_gate <= 0,
+                 "LinearState::step: log_gate must be finite and <= 0, got " << log_gate);
+  detail::SerialEigenScope serial_eigen;
+  ++tokens_;
+  // Features first (the readout is fused into the state update below). With one map for both,
+  // the query and key rows are projected together: one pass over the weights.
+  const bool shared = &query_map == &key_map && !padded;
+  if (shared) {
+    if (qk_.cols() != q_t.cols()) qk_.resize(2, q_t.cols());  // first step only
+    qk_.row(0) = q_t;
+    qk_.row(1) = k_t;
+    query_map.apply(qk_, fqk_);
+    fq_ = fqk_.row(0);
+    fk_ = fqk_.row(1);
+  } else {
+    query_map.apply(q_t, fq_);
+  }
+  if (query_map.log_domain()) fq_ = fq_.unaryExpr(detail::ShiftedExp<T>{fq_.maxCoeff()});
+  T decay = 1, weight = 0;  // S <- decay S + weight phi(k) [v, 1]^T
+  if (!padded) {
+    if (!shared) key_map.apply(k_t, fk_);
+    if (key_map.log_domain()) {
+      const T key_max = fk_.maxCoeff();
+      if (key_max > shift_) {
+        if (shift_ != neg_inf) decay = std::exp(shift_ - key_max);
+        shift_ = key_max;
+      }
+      fk_ = fk_.unaryExpr(detail::ShiftedExp<T>{shift_});
+    }
+    weight = gated ? -std::expm1(log_gate) : T(1);  // 1 - g
+    if (gated) decay *= std::exp(log_gate);
+    v1_.leftCols(dv) = v_t;
+    v1_(0, dv) = 1;
+    contributing_ += weight > 0;
+    mass_ = (gated ? std::exp(log_gate) : T(1)) * mass_ + weight;  // total weight of the keys
+  } else {
+    fk_.setZero();
+  }
+  // r = phi(q) S_new = decay phi(q) S_old + weight (phi(q).phi(k)) [v, 1], in one pass over S.
+  // (sums_, v1_ and r_ are padded to whole packets; the padding columns stay 0.)
+  detail::rank1_update_with_readout(sums_.data(), sums_.rows(), sums_.cols(), sums_.cols(),
+                                    fq_.data(), fk_.data(), v1_.data(), decay, weight, r_.data());
+  r_ = decay * r_ + (weight * fq_.row(0).dot(fk_.row(0))) * v1_;
+  guarded_ += detail::finish_row(r_.row(0), out_t.row(0), contributing_ > 0 ? mass_ : T(0),
+                                 static_cast<T>(options_.den_eps));
+}
 
 /// A decoding state that owns its feature map (the same map for queries and keys) and the
 /// recurrent LinearState: what Favor::State and Rfa::State are. Owning the map means a later
@@ -187,5 +197,11 @@ class LinearDecodingState {
   FeatureMap<T> map_;  // one map for queries and keys: shared, a step streams its weights once
   LinearState<T> linear_;
 };
+
+// Explicit instantiation declarations (FASTATTN_EXTERN_TEMPLATES; fastattn/instances.hpp).
+#if FASTATTN_EXTERN_TEMPLATES
+extern template class LinearState<float>;
+extern template class LinearState<double>;
+#endif
 
 }  // namespace fastattn

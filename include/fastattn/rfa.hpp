@@ -62,8 +62,8 @@ class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
   friend Base;
 
  public:
-  using typename Base::State;
   using Base::step;
+  using typename Base::State;
 
   /// Draws W = sigma E, E [n_f, head_dim] from options.seed.
   explicit Rfa(Index head_dim, RfaOptions options = {}) : Rfa(head_dim, options, Vector<T>()) {}
@@ -71,31 +71,11 @@ class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
   /// Per-dimension sigma [head_dim] (learned sigma, docs/spec/rfa.md §4): W = E diag(sigma); the
   /// target weights are then ~ exp(q_hat' S k_hat - k_hat' S k_hat / 2) with S = diag(sigma^2).
   /// options.sigma is not used (it must stay 1).
-  explicit Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
-      : options_(validated(options)), sigma_per_dim_(std::move(sigma_per_dim)) {
-    this->set_head_dim(head_dim);
-    FASTATTN_CHECK(
-        sigma_per_dim_.size() == 0 || sigma_per_dim_.size() == head_dim,
-        "Rfa: sigma_per_dim has size " << sigma_per_dim_.size() << " but head_dim = " << head_dim);
-    FASTATTN_CHECK(sigma_per_dim_.size() == 0 ||
-                       (sigma_per_dim_.allFinite() && (sigma_per_dim_.array() > T(0)).all()),
-                   "Rfa: sigma_per_dim entries must be finite and > 0");
-    FASTATTN_CHECK(
-        sigma_per_dim_.size() == 0 || options.sigma == 1.0,
-        "Rfa: give either sigma or sigma_per_dim, not both (sigma = " << options.sigma << ")");
-    draw(options_.seed);
-  }
+  explicit Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim);
 
   /// Uses the caller's projection W [n_f, D], which already includes sigma (options.sigma must
   /// stay 1, num_features must be 0 or n_f; projection and seed are not used).
-  explicit Rfa(RowMatrix<T> projection, RfaOptions options = {}) : options_(validated(options)) {
-    FASTATTN_CHECK(options.sigma == 1.0,
-                   "Rfa: a caller-supplied projection already includes "
-                   "sigma; options.sigma must stay 1, got "
-                       << options.sigma);
-    this->set_caller_projection(std::move(projection), options.num_features);
-    build_map();
-  }
+  explicit Rfa(RowMatrix<T> projection, RfaOptions options = {});
 
   /// The options (options().seed is the seed of the current projection).
   const RfaOptions& options() const { return options_; }
@@ -118,82 +98,34 @@ class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
 
   /// As forward() above; `stats` (if not null) receives the denominator-guard diagnostics.
   void forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
-               const AttentionOptions& opt, LinearStats* stats) const {
-    this->check_call("forward", q, k, v, out, opt);
-    const LinearStats s = this->run_fixed_maps(q, k, v, out, opt);
-    if (stats) *stats = s;
-  }
+               const AttentionOptions& opt, LinearStats* stats) const;
 
   /// Gated causal RFA (RFA-Gate): gates [Nk] in (0, 1] (g = 1 ignores the token), causal is
   /// implied. S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T.
   void forward_gated(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, ConstVecRef<T> gates,
                      MatRef<T> out, const AttentionOptions& opt = {},
-                     LinearStats* stats = nullptr) const {
-    FASTATTN_CHECK(gates.size() == k.rows(), "Rfa::forward_gated: gates has size "
-                                                 << gates.size() << " but k has Nk = " << k.rows());
-    FASTATTN_CHECK(((gates.array() > T(0)) && (gates.array() <= T(1))).all(),
-                   "Rfa::forward_gated: gates must be in (0, 1]");
-    const Vector<T> log_gates = gates.array().log().matrix();
-    forward_gated_log(q, k, v, log_gates, out, opt, stats);
-  }
+                     LinearStats* stats = nullptr) const;
 
   /// Gated causal RFA with log-gates log g_t [Nk] (finite, <= 0): more precise when gates are
   /// close to 1 (1 - g is computed as -expm1(log g)).
   void forward_gated_log(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
                          ConstVecRef<T> log_gates, MatRef<T> out, AttentionOptions opt = {},
-                         LinearStats* stats = nullptr) const {
-    opt.causal = true;
-    this->check_call("forward_gated", q, k, v, out, opt);
-    detail::check_log_gates<T>("Rfa::forward_gated", log_gates, k.rows());
-    detail::SingleHead<T> head(q, out);
-    detail::LinearCarry<T> carry(map_->feature_dim(), v.cols());
-    const LinearStats s = detail::linear_causal<T>(*map_, *map_, head.heads(), k, v,
-                                                   opt.key_padding,
-                                                   detail::Gated<T>{log_gates.data()},
-                                                   linear_options(), carry);
-    if (stats) *stats = s;
-  }
+                         LinearStats* stats = nullptr) const;
 
   /// A decoding state for values of width value_dim.
-  State make_state(Index value_dim) const {
-    this->check_make_state(value_dim, AttentionOptions{});
-    return State(*map_, value_dim, linear_options());
-  }
+  State make_state(Index value_dim) const;
 
   /// One gated token, gate g_t in (0, 1]; token-by-token equals forward_gated().
   void step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, T gate,
-            MatRef<T> out_t, bool padded = false) const {
-    FASTATTN_CHECK(gate > 0 && gate <= 1, "Rfa::step: gate must be in (0, 1], got " << gate);
-    state.gated_step(q_t, k_t, v_t, std::log(gate), out_t, padded);
-  }
+            MatRef<T> out_t, bool padded = false) const;
 
  private:
   static constexpr const char* kName = "Rfa";
 
-  static RfaOptions validated(RfaOptions o) {
-    FASTATTN_CHECK(o.num_features >= 0,
-                   "Rfa: num_features must be >= 0 (0 = default 128), got " << o.num_features);
-    FASTATTN_CHECK(std::isfinite(o.sigma) && o.sigma > 0,
-                   "Rfa: sigma must be finite and > 0, got " << o.sigma);
-    FASTATTN_CHECK(
-        std::isfinite(o.den_eps) && o.den_eps > 0,
-        "Rfa: den_eps must be finite and > 0 (signed features need a guard), got " << o.den_eps);
-    FASTATTN_CHECK(o.chunk_size >= 0, "Rfa: chunk_size must be >= 0, got " << o.chunk_size);
-    return o;
-  }
+  static RfaOptions validated(RfaOptions o);
 
   // --- what RandomFeatureMethod asks of its derived class ---
-  void draw(std::uint64_t seed) {
-    const Index m = options_.num_features > 0 ? options_.num_features : 128;
-    RowMatrix<T> w = draw_projection<T>(options_.projection, m, this->head_dim(), seed);
-    if (sigma_per_dim_.size() != 0)
-      w = w * sigma_per_dim_.asDiagonal();
-    else
-      w *= static_cast<T>(options_.sigma);
-    options_.seed = seed;
-    this->set_projection(std::move(w));
-    build_map();
-  }
+  void draw(std::uint64_t seed);
   const FeatureMap<T>& query_map() const { return *map_; }
   const FeatureMap<T>& key_map() const { return *map_; }
   bool fixed_maps(const AttentionOptions&) const { return true; }
@@ -205,16 +137,129 @@ class Rfa : public detail::RandomFeatureMethod<Rfa<T>, T> {
                          options_.den_eps * static_cast<double>(this->num_projections())};
   }
 
-  void build_map() {
-    FeatureMapOptions fo;
-    fo.normalize = true;
-    map_.emplace(options_.kernel == RfaKernel::Trig ? FeatureKind::Trig : FeatureKind::Relu,
-                 this->shared_projection(), fo);
-  }
+  void build_map();
 
   RfaOptions options_;
   Vector<T> sigma_per_dim_;
   std::optional<FeatureMap<T>> map_;
 };
+
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class T>
+Rfa<T>::Rfa(Index head_dim, RfaOptions options, Vector<T> sigma_per_dim)
+    : options_(validated(options)), sigma_per_dim_(std::move(sigma_per_dim)) {
+  this->set_head_dim(head_dim);
+  FASTATTN_CHECK(
+      sigma_per_dim_.size() == 0 || sigma_per_dim_.size() == head_dim,
+      "Rfa: sigma_per_dim has size " << sigma_per_dim_.size() << " but head_dim = " << head_dim);
+  FASTATTN_CHECK(sigma_per_dim_.size() == 0 ||
+                     (sigma_per_dim_.allFinite() && (sigma_per_dim_.array() > T(0)).all()),
+                 "Rfa: sigma_per_dim entries must be finite and > 0");
+  FASTATTN_CHECK(
+      sigma_per_dim_.size() == 0 || options.sigma == 1.0,
+      "Rfa: give either sigma or sigma_per_dim, not both (sigma = " << options.sigma << ")");
+  draw(options_.seed);
+}
+
+template <class T>
+Rfa<T>::Rfa(RowMatrix<T> projection, RfaOptions options) : options_(validated(options)) {
+  FASTATTN_CHECK(options.sigma == 1.0,
+                 "Rfa: a caller-supplied projection already includes "
+                 "sigma; options.sigma must stay 1, got "
+                     << options.sigma);
+  this->set_caller_projection(std::move(projection), options.num_features);
+  build_map();
+}
+
+template <class T>
+void Rfa<T>::forward(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v, MatRef<T> out,
+                     const AttentionOptions& opt, LinearStats* stats) const {
+  this->check_call("forward", q, k, v, out, opt);
+  const LinearStats s = this->run_fixed_maps(q, k, v, out, opt);
+  if (stats) *stats = s;
+}
+
+template <class T>
+void Rfa<T>::forward_gated(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
+                           ConstVecRef<T> gates, MatRef<T> out, const AttentionOptions& opt,
+                           LinearStats* stats) const {
+  FASTATTN_CHECK(gates.size() == k.rows(), "Rfa::forward_gated: gates has size "
+                                               << gates.size() << " but k has Nk = " << k.rows());
+  FASTATTN_CHECK(((gates.array() > T(0)) && (gates.array() <= T(1))).all(),
+                 "Rfa::forward_gated: gates must be in (0, 1]");
+  const Vector<T> log_gates = gates.array().log().matrix();
+  forward_gated_log(q, k, v, log_gates, out, opt, stats);
+}
+
+template <class T>
+void Rfa<T>::forward_gated_log(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
+                               ConstVecRef<T> log_gates, MatRef<T> out, AttentionOptions opt,
+                               LinearStats* stats) const {
+  opt.causal = true;
+  this->check_call("forward_gated", q, k, v, out, opt);
+  detail::check_log_gates<T>("Rfa::forward_gated", log_gates, k.rows());
+  detail::SingleHead<T> head(q, out);
+  detail::LinearCarry<T> carry(map_->feature_dim(), v.cols());
+  const LinearStats s =
+      detail::linear_causal<T>(*map_, *map_, head.heads(), k, v, opt.key_padding,
+                               detail::Gated<T>{log_gates.data()}, linear_options(), carry);
+  if (stats) *stats = s;
+}
+
+template <class T>
+auto Rfa<T>::make_state(Index value_dim) const -> State {
+  this->check_make_state(value_dim, AttentionOptions{});
+  return State(*map_, value_dim, linear_options());
+}
+
+template <class T>
+void Rfa<T>::step(State& state, ConstMatRef<T> q_t, ConstMatRef<T> k_t, ConstMatRef<T> v_t, T gate,
+                  MatRef<T> out_t, bool padded) const {
+  FASTATTN_CHECK(gate > 0 && gate <= 1, "Rfa::step: gate must be in (0, 1], got " << gate);
+  state.gated_step(q_t, k_t, v_t, std::log(gate), out_t, padded);
+}
+
+template <class T>
+auto Rfa<T>::validated(RfaOptions o) -> RfaOptions {
+  FASTATTN_CHECK(o.num_features >= 0,
+                 "Rfa: num_features must be >= 0 (0 = default 128), got " << o.num_features);
+  FASTATTN_CHECK(std::isfinite(o.sigma) && o.sigma > 0,
+                 "Rfa: sigma must be finite and > 0, got " << o.sigma);
+  FASTATTN_CHECK(
+      std::isfinite(o.den_eps) && o.den_eps > 0,
+      "Rfa: den_eps must be finite and > 0 (signed features need a guard), got " << o.den_eps);
+  FASTATTN_CHECK(o.chunk_size >= 0, "Rfa: chunk_size must be >= 0, got " << o.chunk_size);
+  return o;
+}
+
+template <class T>
+void Rfa<T>::draw(std::uint64_t seed) {
+  const Index m = options_.num_features > 0 ? options_.num_features : 128;
+  RowMatrix<T> w = draw_projection<T>(options_.projection, m, this->head_dim(), seed);
+  if (sigma_per_dim_.size() != 0)
+    w = w * sigma_per_dim_.asDiagonal();
+  else
+    w *= static_cast<T>(options_.sigma);
+  options_.seed = seed;
+  this->set_projection(std::move(w));
+  build_map();
+}
+
+template <class T>
+void Rfa<T>::build_map() {
+  FeatureMapOptions fo;
+  fo.normalize = true;
+  map_.emplace(options_.kernel == RfaKernel::Trig ? FeatureKind::Trig : FeatureKind::Relu,
+               this->shared_projection(), fo);
+}
+
+// Explicit instantiation declarations (FASTATTN_EXTERN_TEMPLATES; fastattn/instances.hpp).
+#if FASTATTN_EXTERN_TEMPLATES
+extern template class detail::RandomFeatureMethod<Rfa<float>, float>;
+extern template class detail::RandomFeatureMethod<Rfa<double>, double>;
+extern template class Rfa<float>;
+extern template class Rfa<double>;
+#endif
 
 }  // namespace fastattn

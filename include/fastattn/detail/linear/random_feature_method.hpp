@@ -54,12 +54,12 @@ struct LinearMethodAccess {
 
 /// Base of a random-feature attention method. Derived provides:
 ///   static constexpr const char* kName;                 // "Favor", "Rfa": prefixes messages
-///   void draw(std::uint64_t seed);                      // draws a projection, calls set_projection
-///   const FeatureMap<T>& query_map() const, key_map() const;  // maps of the default call
-///   LinearOptions linear_options() const;
-///   bool fixed_maps(const AttentionOptions&) const;     // the maps above serve this call
-///   T input_factor(const AttentionOptions&) const;      // per-call factor on the inputs
-///   void forward(q, k, v, out, opt) const;              // the method's own forward
+///   void draw(std::uint64_t seed);                      // draws a projection, calls
+///   set_projection const FeatureMap<T>& query_map() const, key_map() const;  // maps of the
+///   default call LinearOptions linear_options() const; bool fixed_maps(const AttentionOptions&)
+///   const;     // the maps above serve this call T input_factor(const AttentionOptions&) const; //
+///   per-call factor on the inputs void forward(q, k, v, out, opt) const;              // the
+///   method's own forward
 ///
 /// Thread safety: const members may be called concurrently; redraw() may not run concurrently
 /// with anything else on the same object.
@@ -88,8 +88,9 @@ class RandomFeatureMethod {
   /// M, the feature dimension (2m for sin/cos and hyperbolic features, else m).
   Index feature_dim() const { return derived().query_map().feature_dim(); }
   /// M, the feature dimension.
-  [[deprecated("ambiguous next to options().num_features (m): use feature_dim() (M) or "
-               "num_projections() (m)")]] Index
+  [[deprecated(
+      "ambiguous next to options().num_features (m): use feature_dim() (M) or "
+      "num_projections() (m)")]] Index
   num_features() const {
     return feature_dim();
   }
@@ -98,25 +99,7 @@ class RandomFeatureMethod {
   /// out[g] [Nq, Dv]; the key-side work is done once for the group when the method's maps do not
   /// depend on the call's data. Each result equals forward() on that head.
   void forward_group(const std::vector<ConstMatMap<T>>& q, ConstMatRef<T> k, ConstMatRef<T> v,
-                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const {
-    FASTATTN_CHECK(q.size() == out.size(), Derived::kName << "::forward_group: " << q.size()
-                                                          << " query heads but " << out.size()
-                                                          << " outputs");
-    if (!derived().fixed_maps(opt)) {  // maps fitted per call: each head on its own
-      for (std::size_t g = 0; g < q.size(); ++g) derived().forward(q[g], k, v, out[g], opt);
-      return;
-    }
-    for (std::size_t g = 0; g < q.size(); ++g) {
-      FASTATTN_CHECK(q[g].rows() == q[0].rows(),
-                     Derived::kName << "::forward_group: every query head must have the same Nq, "
-                                       "got "
-                                    << q[g].rows() << " and " << q[0].rows());
-      check_call("forward_group", q[g], k, v, MatRef<T>(out[g]), opt);
-    }
-    const QueryHeads<T> heads{q.data(), out.data(), Index(q.size())};
-    linear_attention_heads<T>(derived().query_map(), derived().key_map(), heads, k, v, opt,
-                              derived().linear_options(), derived().input_factor(opt));
-  }
+                     std::vector<MatMap<T>>& out, const AttentionOptions& opt = {}) const;
 
   /// q [Nq, D], k [Nk, D], v [Nk, Dv] -> a new [Nq, Dv] matrix.
   RowMatrix<T> operator()(ConstMatRef<T> q, ConstMatRef<T> k, ConstMatRef<T> v,
@@ -196,25 +179,20 @@ class RandomFeatureMethod {
 
   /// The checks make_state shares: value_dim >= 0, no ALiBi, padding per token, a valid scale.
   void check_make_state(Index value_dim, const AttentionOptions& opt) const {
-    FASTATTN_CHECK(value_dim >= 0,
-                   fn_name("make_state") << ": value_dim must be >= 0, got " << value_dim);
+    FASTATTN_CHECK(value_dim >= 0, fn_name("make_state")
+                                       << ": value_dim must be >= 0, got " << value_dim);
     check_scale_and_slope<T>(fn_name("make_state"), opt);
     check_no_alibi("make_state", opt);
-    FASTATTN_CHECK(opt.key_padding.size() == 0,
-                   fn_name("make_state") << ": key_padding must be empty (got length "
-                                         << opt.key_padding.size()
-                                         << "); pass each token's padding to step()");
+    FASTATTN_CHECK(opt.key_padding.size() == 0, fn_name("make_state")
+                                                    << ": key_padding must be empty (got length "
+                                                    << opt.key_padding.size()
+                                                    << "); pass each token's padding to step()");
   }
 
   /// Validated arguments, the method's fixed maps -> the core.
   LinearStats run_fixed_maps(const ConstMatRef<T>& q, const ConstMatRef<T>& k,
                              const ConstMatRef<T>& v, MatRef<T>& out,
-                             const AttentionOptions& opt) const {
-    SingleHead<T> head(q, out);
-    return linear_attention_heads<T>(derived().query_map(), derived().key_map(), head.heads(), k,
-                                     v, opt, derived().linear_options(),
-                                     derived().input_factor(opt));
-  }
+                             const AttentionOptions& opt) const;
 
   static FunctionName fn_name(const char* fn) { return {Derived::kName, fn}; }
 
@@ -233,5 +211,42 @@ class RandomFeatureMethod {
   Index head_dim_ = 0;
   bool caller_projection_ = false;
 };
+
+// The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
+// from being compiled in every translation unit (docs/instances.md).
+template <class Derived, class T>
+void RandomFeatureMethod<Derived, T>::forward_group(const std::vector<ConstMatMap<T>>& q,
+                                                    ConstMatRef<T> k, ConstMatRef<T> v,
+                                                    std::vector<MatMap<T>>& out,
+                                                    const AttentionOptions& opt) const {
+  FASTATTN_CHECK(q.size() == out.size(), Derived::kName << "::forward_group: " << q.size()
+                                                        << " query heads but " << out.size()
+                                                        << " outputs");
+  if (!derived().fixed_maps(opt)) {  // maps fitted per call: each head on its own
+    for (std::size_t g = 0; g < q.size(); ++g) derived().forward(q[g], k, v, out[g], opt);
+    return;
+  }
+  for (std::size_t g = 0; g < q.size(); ++g) {
+    FASTATTN_CHECK(q[g].rows() == q[0].rows(),
+                   Derived::kName << "::forward_group: every query head must have the same Nq, "
+                                     "got "
+                                  << q[g].rows() << " and " << q[0].rows());
+    check_call("forward_group", q[g], k, v, MatRef<T>(out[g]), opt);
+  }
+  const QueryHeads<T> heads{q.data(), out.data(), Index(q.size())};
+  linear_attention_heads<T>(derived().query_map(), derived().key_map(), heads, k, v, opt,
+                            derived().linear_options(), derived().input_factor(opt));
+}
+
+template <class Derived, class T>
+auto RandomFeatureMethod<Derived, T>::run_fixed_maps(const ConstMatRef<T>& q,
+                                                     const ConstMatRef<T>& k,
+                                                     const ConstMatRef<T>& v, MatRef<T>& out,
+                                                     const AttentionOptions& opt) const
+    -> LinearStats {
+  SingleHead<T> head(q, out);
+  return linear_attention_heads<T>(derived().query_map(), derived().key_map(), head.heads(), k, v,
+                                   opt, derived().linear_options(), derived().input_factor(opt));
+}
 
 }  // namespace fastattn::detail
