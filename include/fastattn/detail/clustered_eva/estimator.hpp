@@ -21,6 +21,7 @@
 #include "fastattn/detail/exact/packed_kernel.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
+#include "fastattn/detail/simd/top_r.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
@@ -32,9 +33,15 @@ template <class T>
 struct ClusteredEvaBuffers {
   RowMatrix<T> mu, beta;                    // [C, D] the summary weights' vector, [C, Dv] beta
   Vector<T> beta_logits;                    // scratch of summarize_values
-  RowMatrix<T> qs, qsq, gap, scores, logits, partial, qg, attending;
+  RowMatrix<T> qs, qsq, logits, partial, qg, attending;
+  // Cluster scores transposed, [C, block] (the top-r selection and the summary softmax work on
+  // packets of queries); the row stride is padded so that a column's entries do not all fall
+  // in one cache set. gap: the same for the diagonal correction's (q∘q)·sigma^2.
+  RowMatrix<T> scores, gap;
+  Vector<T> query_norm2;                    // [block] |s q|^2
+  TopRWorkspace<T> top;
   RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
-  Vector<T> centre_den, select_row;
+  Vector<T> centre_den;
   std::vector<SoftmaxRow<T>> parts;
   std::vector<Index> selected, group_begin, group_rows, next;
   OnlineSoftmaxRows<T> state;
@@ -53,7 +60,8 @@ struct ClusteredEvaBuffers {
 /// run() once per query head.
 template <class T>
 class ClusteredEvaEstimator {
-  static constexpr Index kQueryBlock = 1024;  // queries per block: [1024, C] scores
+  static constexpr Index kQueryBlock = 1024;  // queries per block: [C, 1024] scores
+  static constexpr Index kScoreStridePad = 16;  // extra columns of the [C, block] score rows
   static constexpr Index kRowTile = 512;      // query rows per logits tile
   static constexpr Index kKeyChunk = 256;     // keys per logits tile of a cluster or window
 
@@ -80,25 +88,25 @@ class ClusteredEvaEstimator {
     const Index cols = std::max(kKeyChunk, c_ + touched_max);
     const Index r1 = std::max<Index>(r_, 1);
     b_.qs.resize(block_, d_);
-    b_.scores.resize(block_, c_);
+    b_.scores.resize(c_, block_ + kScoreStridePad);
+    b_.query_norm2.resize(block_);
     b_.logits.resize(std::min(block_, std::max(kRowTile, w_)), cols);
     b_.partial.resize(block_, dv_);
     b_.parts.resize(size_t(block_));
     b_.selected.resize(size_t(block_ * r1));
-    b_.select_row.resize(c_);
     b_.group_begin.resize(size_t(c_ + 1));
     b_.group_rows.resize(size_t(block_ * r1));
     b_.qg.resize(block_, d_);
     if (cfg_.correction == ClusterMassCorrection::Diagonal) {
       b_.qsq.resize(block_, d_);
-      b_.gap.resize(block_, std::max(c_, touched_max));
+      b_.gap.resize(c_, block_ + kScoreStridePad);  // touched_max <= C
     }
     if (w_ > 0) {
       b_.in_window.assign(size_t(c_), 0);
       b_.slot.assign(size_t(c_), -1);
       b_.adjusted.resize(touched_max, d_);
       b_.adjusted_beta.resize(touched_max, dv_);
-      b_.adjusted_scores.resize(block_, touched_max);
+      b_.adjusted_scores.resize(touched_max, block_ + kScoreStridePad);
       const Index largest = cl.largest();
       b_.rest_keys.resize(largest, d_);
       b_.rest_values.resize(largest, dv_);
@@ -157,7 +165,7 @@ class ClusteredEvaEstimator {
       const Index b = std::min(block_, q.rows() - i0);
       score_and_select(q, i0, b);
       auto a = b_.attending.topRows(b);
-      a = b_.scores.topRows(b);
+      a = b_.scores.topLeftCorner(c_, b).transpose();
       for (Index i = 0; i < b; ++i) {
         const SoftmaxRow<T> row = softmax_numerators(a.row(i));
         a.row(i) *= row.inverse_sum();
@@ -191,61 +199,39 @@ class ClusteredEvaEstimator {
 
   // ---- scores and selection (§10.3, §10.4) ----
 
-  /// qs [b, D] (scaled queries) -> out [b, m]: the estimated log-masses of the clusters whose
-  /// moments are rows [0, m) of `mo`.
+  /// qs [b, D] (scaled queries) -> out [m, b] (transposed: row c holds cluster c's scores of the
+  /// b queries): the estimated log-masses of the clusters whose moments are rows [0, m) of `mo`.
   template <class Queries, class Out>
   void score(const Queries& qs, const ClusterMoments<T>& mo, Index m, Out&& out) {
     const Index b = qs.rows();
-    out.noalias() = qs * mo.mean.topRows(m).transpose();
-    out.rowwise() += mo.log_count.head(m).transpose();
+    out.noalias() = mo.mean.topRows(m) * qs.transpose();
+    out.colwise() += mo.log_count.head(m);
     if (cfg_.correction == ClusterMassCorrection::None) return;
     // The Gaussian gap, capped by the Cauchy-Schwarz bound s|q| rho_c (spec §10.3).
-    const auto radius = mo.radius.head(m).transpose().array();
+    auto q2 = b_.query_norm2.head(b);
+    for (Index i = 0; i < b; ++i) q2[i] = qs.row(i).squaredNorm();
+    const auto q2_row = q2.transpose().array();
+    const auto q_row = q2_row.sqrt();
     if (cfg_.correction == ClusterMassCorrection::Isotropic) {
-      const auto mean_var = mo.mean_var.head(m).transpose().array();
-      for (Index i = 0; i < b; ++i) {
-        const T q2 = qs.row(i).squaredNorm();
-        out.row(i).array() += (T(0.5) * q2 * mean_var).min(std::sqrt(q2) * radius);
-      }
+      for (Index c = 0; c < m; ++c)
+        out.row(c).array() += (T(0.5) * mo.mean_var[c] * q2_row).min(mo.radius[c] * q_row);
       return;
     }
     auto qsq = b_.qsq.topRows(b);
     qsq = qs.array().square().matrix();
-    auto gap = b_.gap.topLeftCorner(b, m);
-    gap.noalias() = qsq * mo.var.topRows(m).transpose();
-    for (Index i = 0; i < b; ++i)
-      out.row(i).array() +=
-          (T(0.5) * gap.row(i).array()).min(std::sqrt(qsq.row(i).sum()) * radius);
+    auto gap = b_.gap.topLeftCorner(m, b);
+    gap.noalias() = mo.var.topRows(m) * qsq.transpose();
+    for (Index c = 0; c < m; ++c)
+      out.row(c).array() += (T(0.5) * gap.row(c).array()).min(mo.radius[c] * q_row);
   }
 
-  /// Scores of queries [i0, i0 + b) into b_.scores (b_.qs holds s q) and the top-r clusters of each
-  /// row into b_.selected (ties: the lower index; NaN ranks last).
+  /// Scores of queries [i0, i0 + b) into b_.scores [C, b] (b_.qs holds s q) and the top-r
+  /// clusters of each query into b_.selected (ties: the lower index; NaN ranks last).
   void score_and_select(const ConstMatRef<T>& q, Index i0, Index b) {
     b_.qs.topRows(b) = scale_ * q.middleRows(i0, b);
-    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topRows(b));
+    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topLeftCorner(c_, b));
     if (r_ == 0) return;
-    // Top r by r passes of (vectorized max, first index of it) over a copy of the row: branch
-    // mispredictions made an insertion sort over the row the costliest part of this function.
-    // Order: larger score first, ties to the lower index; NaN ranks as -inf.
-    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    T* const buf = b_.select_row.data();
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> candidates(buf, c_);
-    for (Index i = 0; i < b; ++i) {
-      candidates = b_.scores.row(i).transpose().array();
-      candidates = (candidates == candidates).select(candidates, neg_inf);
-      Index* const top = &b_.selected[size_t(i * r_)];
-      Index t = 0;
-      for (; t < r_; ++t) {
-        const T best = candidates.maxCoeff();
-        if (best == neg_inf) break;
-        const Index c = Index(std::find(buf, buf + c_, best) - buf);
-        top[t] = c;
-        buf[c] = neg_inf;
-      }
-      // The rest rank -inf: the lowest indices not taken yet.
-      for (Index c = 0; t < r_; ++c)
-        if (std::find(top, top + t, c) == top + t) top[t++] = c;
-    }
+    select_top_r(b_.scores.data(), b_.scores.outerStride(), b, c_, r_, b_.selected.data(), b_.top);
   }
 
   Index selected(Index i, Index t) const { return b_.selected[size_t(i * r_ + t)]; }
@@ -258,15 +244,15 @@ class ClusteredEvaEstimator {
     if (!scored) score_and_select(q, i0, b);
     b_.state.reset(b, dv_);
     if (w_ == 0) {
-      auto logits = b_.scores.topRows(b);  // the summary entries: every cluster not selected
-      for (Index i = 0; i < b; ++i) {
+      // The summary entries, [C, b]: every cluster not selected.
+      auto logits = b_.scores.topLeftCorner(c_, b);
+      for (Index i = 0; i < b; ++i)
         for (Index t = 0; t < r_; ++t) {
-          logits(i, selected(i, t)) = neg_inf;
+          logits(selected(i, t), i) = neg_inf;
           exact += double(cl_.size(selected(i, t)));
         }
-        b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
-      }
-      b_.partial.topRows(b).noalias() = logits * b_.beta;
+      softmax_numerators_columns(logits.data(), logits.outerStride(), c_, b, b_.parts.data());
+      b_.partial.topRows(b).noalias() = logits.transpose() * b_.beta;
       for (Index i = 0; i < b; ++i) b_.state.merge(i, b_.parts[size_t(i)], b_.partial.row(i));
     } else {
       for (Index w0 = 0; w0 < b; w0 += w_)
@@ -323,12 +309,12 @@ class ClusteredEvaEstimator {
     // replaced entries masked.
     auto logits = b_.logits.topLeftCorner(m, c_ + nt);
     if (nt > 0) {
-      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(m, nt));
-      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(m, nt);
+      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(nt, m));
+      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(nt, m).transpose();
       for (Index t = 0; t < nt; ++t)
         if (b_.adjusted.log_count[t] == neg_inf) logits.col(c_ + t).setConstant(neg_inf);
     }
-    logits.leftCols(c_) = b_.scores.middleRows(r0, m);
+    logits.leftCols(c_) = b_.scores.block(0, r0, c_, m).transpose();
     for (Index c : b_.touched) logits.col(c).setConstant(neg_inf);
     for (Index i = 0; i < m; ++i) {
       Index exact_row = visible;
