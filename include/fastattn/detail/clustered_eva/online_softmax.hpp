@@ -1,27 +1,35 @@
 #pragma once
 /// @file detail/clustered_eva/online_softmax.hpp
 /// One softmax over entries that arrive in parts (summaries, window, exact clusters): per row a
-/// running max, sum of exponentials and weighted sum of values, merged part by part and
-/// normalized at the end. A part is a row of logits turned into numerators by the shared masked
-/// row softmax (softmax_numerators) and multiplied by its values.
+/// running reference m, sum of exponentials l = sum e^(x - m) and weighted sum of values
+/// acc = sum e^(x - m) v, merged part by part and normalized at the end. A part is a row of
+/// logits turned into numerators by the shared masked row softmax (softmax_numerators) and
+/// multiplied by its values, or the exact kernel's group update on a row's (m, l, acc) in place
+/// (m is then a reference at most a few binary orders below the row's max, not the max itself:
+/// any m gives the same normalized output).
 
 #include <cmath>
 #include <limits>
 
+#include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
 
-/// Running softmax state of `rows` query rows with Dv-wide values.
+/// Running softmax state of `rows` query rows with Dv-wide values. The accumulator rows are
+/// packet-aligned, Dv rounded up to whole packets apart (the exact kernel's value tiles write
+/// whole packets; the padding stays 0).
 template <class T>
 class OnlineSoftmaxRows {
  public:
-  /// Empty state for rows x dv (max -inf, sum 0, accumulator 0). Reuses the storage.
+  /// Empty state for rows x dv (reference -inf, sum 0, accumulator 0). Reuses the storage.
   void reset(Index rows, Index dv) {
+    dv_ = dv;
+    stride_ = packet_padded<T>(dv);
     max_.setConstant(rows, -std::numeric_limits<T>::infinity());
     sum_.setZero(rows);
-    acc_.setZero(rows, dv);
+    acc_.setZero(rows * stride_);
   }
 
   /// Adds a part to row i: `part` as returned by softmax_numerators on the part's logits, and
@@ -29,14 +37,15 @@ class OnlineSoftmaxRows {
   template <class Row>
   void merge(Index i, const SoftmaxRow<T>& part, const Row& weighted) {
     if (!part.visible()) return;
+    auto acc = acc_.segment(i * stride_, dv_).transpose();
     if (part.max > max_[i]) {  // rescale what is there (exp(-inf) = 0 for an empty row)
       const T f = std::exp(max_[i] - part.max);
-      acc_.row(i) = acc_.row(i) * f + weighted;
+      acc = acc * f + weighted;
       sum_[i] = sum_[i] * f + part.sum;
       max_[i] = part.max;
     } else {
       const T f = std::exp(part.max - max_[i]);
-      acc_.row(i) += f * weighted;
+      acc += f * weighted;
       sum_[i] += f * part.sum;
     }
   }
@@ -45,12 +54,19 @@ class OnlineSoftmaxRows {
   template <class Row>
   void finish(Index i, Row&& out) const {
     const T inv = sum_[i] > 0 ? T(1) / sum_[i] : T(0);
-    out = acc_.row(i) * inv;
+    out = acc_.segment(i * stride_, dv_).transpose() * inv;
   }
+
+  /// Row i's reference m, sum l and accumulator [stride] (packet-aligned), for kernels that
+  /// update the state in place.
+  T& reference(Index i) { return max_[i]; }
+  T& sum(Index i) { return sum_[i]; }
+  T* accumulator(Index i) { return acc_.data() + i * stride_; }
 
  private:
   Vector<T> max_, sum_;
-  RowMatrix<T> acc_;
+  Vector<T> acc_;  // [rows][stride]
+  Index dv_ = 0, stride_ = 0;
 };
 
 }  // namespace fastattn::detail
