@@ -153,6 +153,28 @@ EIGEN_DONT_INLINE Index score_tiles_of(const Queries& q, const T* kp, Index dept
   return kExp ? panels : 0;
 }
 
+/// The score tile of one query group against a key panel whose keys are all in its first packet
+/// (a cluster's last panel holding at most kLanes keys): s [R, C] gets the logits of the first
+/// kLanes keys and -inf after them. Half the work of score_tiles_of on that panel.
+template <class T, class Queries>
+EIGEN_DONT_INLINE void score_half_panel_of(const Queries& q, const T* kp, Index depth, T* s) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
+  Packet acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = pset1<Packet>(T(0));
+  for (Index k = 0; k < depth; ++k, kp += C) {
+    const Packet b = pload<Packet>(kp);
+    for (int r = 0; r < R; ++r) acc[r] = pmadd(pset1<Packet>(q(k, r)), b, acc[r]);
+  }
+  const Packet masked = pset1<Packet>(-std::numeric_limits<T>::infinity());
+  for (int r = 0; r < R; ++r) {
+    pstore(s + r * C, acc[r]);
+    for (int p = 1; p < P; ++p) pstore(s + r * C + p * L, masked);
+  }
+}
+
 /// score_tiles_of with the group packed: qp [depth][R] holds the group's scaled queries
 /// transposed.
 template <class T, bool kAddRow, bool kExp>
@@ -181,8 +203,9 @@ struct GroupOutputRows {
 /// diag(alpha) o + sum over `panels` key panels of P_panel V_panel, for one query group: p holds
 /// the panels' P tiles, each [R][C] (as written by score_tiles and the softmax pass); v the same
 /// keys' values for this column chunk, each panel's [C][W L] (row-major, aligned) at v + panel *
-/// panel_stride. Only the first `rows` rows of o are written.
-template <class T, int kWidth, class Out>
+/// panel_stride. Only the first `rows` rows of o are written. kHalfLast: the last panel's keys
+/// are all in its first kLanes (its other weights are 0), so only those are read.
+template <class T, int kWidth, class Out, bool kHalfLast = false>
 EIGEN_DONT_INLINE void value_tile_of(const T* p, Index panels, const T* v, Index panel_stride,
                                      const Out& o, const T* alpha, int rows) {
   using namespace Eigen::internal;
@@ -194,7 +217,8 @@ EIGEN_DONT_INLINE void value_tile_of(const T* p, Index panels, const T* v, Index
     for (int w = 0; w < kWidth; ++w) acc[r][w] = pset1<Packet>(T(0));
   for (Index panel = 0; panel < panels; ++panel, p += R * C) {
     const T* b_ptr = v + panel * panel_stride;
-    for (int j = 0; j < C; ++j, b_ptr += kWidth * L) {
+    const int keys = kHalfLast && panel + 1 == panels ? L : C;
+    for (int j = 0; j < keys; ++j, b_ptr += kWidth * L) {
       Packet b[kWidth];
       for (int w = 0; w < kWidth; ++w) b[w] = pload<Packet>(b_ptr + w * L);
       for (int r = 0; r < R; ++r) {
