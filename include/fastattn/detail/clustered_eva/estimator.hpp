@@ -246,7 +246,6 @@ class ClusteredEvaEstimator {
                  bool scored) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (!scored) score_and_select(q, i0, b);
-    b_.state.reset(b, dv_);
     if (w_ == 0) {
       // The summary entries, [C, b]: every cluster not selected.
       auto logits = b_.scores.topLeftCorner(c_, b);
@@ -256,9 +255,10 @@ class ClusteredEvaEstimator {
           exact += double(cl_.size(selected(i, t)));
         }
       softmax_numerators_columns(logits.data(), logits.outerStride(), c_, b, b_.parts.data());
-      b_.partial.topRows(b).noalias() = logits.transpose() * b_.beta;
-      for (Index i = 0; i < b; ++i) b_.state.merge(i, b_.parts[size_t(i)], b_.partial.row(i));
+      b_.state.start(b, dv_, b_.parts.data());
+      b_.state.accumulators(b).noalias() = logits.transpose() * b_.beta;
     } else {
+      b_.state.reset(b, dv_);
       for (Index w0 = 0; w0 < b; w0 += w_)
         run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
     }
