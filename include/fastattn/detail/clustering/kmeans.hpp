@@ -269,6 +269,11 @@ void kmeans(const ConstMatRef<T>& x, Index clusters, int iterations, std::uint64
                  "kmeans: needs n >= 1 rows, clusters >= 1 and iterations >= 1, got n = "
                      << n << ", clusters = " << clusters << ", iterations = " << iterations);
   clusters = std::min(clusters, n);
+  // The assignment holds centre indices in T (exact up to 2^24 in float).
+  FASTATTN_CHECK(clusters <= (Index(1) << std::numeric_limits<T>::digits),
+                 "kmeans: clusters = " << clusters << " exceeds "
+                                       << (Index(1) << std::numeric_limits<T>::digits)
+                                       << ", the largest index exact in this element type");
   ws.hash.resize(size_t(n));
   for (Index i = 0; i < n; ++i) ws.hash[size_t(i)] = row_hash(x.row(i).data(), d);
   row_squared_norms<T>(x, ws.sqnorm);
