@@ -48,7 +48,7 @@ detail::KMeansResult<T> run_kmeans(const RowMatrix<T>& x, Index clusters, int it
 // centres are the means of their rows (checked in double, independently of the library's sums).
 TYPED_TEST(KMeansTest, PartitionAndMeans) {
   using T = TypeParam;
-  for (Index n : {1, 7, 300, 1000}) {  // 1000 > 16 C: the seeding runs on a sample
+  for (Index n : {1, 7, 300, 1000}) {  // 300, 1000 > max(8 C, 256): the seeding runs on a sample
     const RowMatrix<T> x = clustered_rows<T>(n, 6, 5, 10 + std::uint64_t(n));
     const Index clusters = 12;
     const auto r = run_kmeans<T>(x, clusters, 3, 1);
