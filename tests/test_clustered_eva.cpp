@@ -352,7 +352,8 @@ TYPED_TEST(ClusteredEvaTest, EstimatorMatchesBruteForceOnLargeClusters) {
         q = random_matrix<double>(nq, d, seed, 2.5);
         refs.clear();
         for (const auto& [r, window] : configs) {
-          refs.push_back(reference_clustered_eva(q, k, v, labels, num_labels, ref_options(r, window)));
+          refs.push_back(
+              reference_clustered_eva(q, k, v, labels, num_labels, ref_options(r, window)));
           if (refs.back().min_selection_gap <= 1e-4) break;
         }
         if (refs.back().min_selection_gap <= 1e-4) refs.clear();

@@ -196,8 +196,9 @@ TYPED_TEST(KMeansTest, AssignmentIsTheNearestCentre) {
         for (Index i = 0; i < n; ++i) {
           std::vector<double> dist(static_cast<size_t>(c));
           for (Index j = 0; j < c; ++j)
-            dist[size_t(j)] = (x.row(i).template cast<double>() - centres.row(j).template cast<double>())
-                                  .squaredNorm();
+            dist[size_t(j)] =
+                (x.row(i).template cast<double>() - centres.row(j).template cast<double>())
+                    .squaredNorm();
           const double best = *std::min_element(dist.begin(), dist.end());
           const double slack =
               rel * (x.row(i).template cast<double>().squaredNorm() + centres.squaredNorm());

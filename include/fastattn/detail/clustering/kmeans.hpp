@@ -42,8 +42,8 @@ struct KMeansWorkspace {
   RowMatrix<T> sample;                          // [S, D]
   Vector<T> seed_sqnorm, seed_nearest, seed_dots;
   Eigen::VectorXd keys, weights;                // sampling keys and weights
-  Vector<T> centre_sqnorm;          // [groups * R] |c|^2 (+inf for absent rows)
-  Vector<T> points;                 // [panels][D][kCols] the rows packed once per call
+  Vector<T> centre_sqnorm;                      // [groups * R] |c|^2 (+inf for absent rows)
+  Vector<T> points;                             // [panels][D][kCols] the rows packed once per call
   Vector<T> centre_groups;          // [groups][D][R] the centres transposed per group of R
   Vector<T> tile;                   // [chunk panels][R][kCols] dot products of one group
   Vector<T> best, best_index;       // [chunk panels * kCols] running minimum and its centre
@@ -174,16 +174,17 @@ void assign(const ConstMatRef<T>& x, const Vector<T>& sqnorm, const RowMatrix<T>
     }
     for (Index g = 0; g < groups; ++g) {
       score_tiles<T, false, false>(ws.centre_groups.data() + g * d * R,
-                                   ws.points.data() + p0 * d * C, d, chunk, nullptr,
-                                   ws.tile.data(), unused);
+                                   ws.points.data() + p0 * d * C, d, chunk, nullptr, ws.tile.data(),
+                                   unused);
       // d_ij - |x_i|^2 = |c_j|^2 - 2 x_i.c_j; strictly smaller wins (ties: the lower index).
       for (Index p = 0; p < chunk; ++p)
         for (int k = 0; k < P; ++k) {
           Packet b = pload<Packet>(best + p * C + k * L);
           Packet bi = pload<Packet>(best_index + p * C + k * L);
           for (int r = 0; r < R; ++r) {
-            const Packet dist = pmadd(minus_two, pload<Packet>(ws.tile.data() + (p * R + r) * C + k * L),
-                                      pset1<Packet>(ws.centre_sqnorm[g * R + r]));
+            const Packet dist =
+                pmadd(minus_two, pload<Packet>(ws.tile.data() + (p * R + r) * C + k * L),
+                      pset1<Packet>(ws.centre_sqnorm[g * R + r]));
             const Packet closer = pcmp_lt(dist, b);
             b = pselect(closer, dist, b);
             bi = pselect(closer, pset1<Packet>(static_cast<T>(g * R + r)), bi);

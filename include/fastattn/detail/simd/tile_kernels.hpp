@@ -180,8 +180,8 @@ EIGEN_DONT_INLINE void score_half_panel_of(const Queries& q, const T* kp, Index 
 template <class T, bool kAddRow, bool kExp>
 Index score_tiles(const T* qp, const T* kp, Index depth, Index panels, const T* add_row, T* s,
                   GroupSoftmax<T>& sm) {
-  return score_tiles_of<T, kAddRow, kExp>(PackedGroupQueries<T>{qp}, kp, depth, panels, add_row,
-                                          s, sm);
+  return score_tiles_of<T, kAddRow, kExp>(PackedGroupQueries<T>{qp}, kp, depth, panels, add_row, s,
+                                          sm);
 }
 
 /// The output rows of one group as value_tile writes them: row(r) is row r's accumulator.

@@ -66,8 +66,8 @@ inline void fill_missing(Index r, Index* top) {
 
 /// A new column's entries v (index w, larger than every index in the lists) into the sorted
 /// lists value/index [r] (one list per lane, larger values first; kR > 0: r = kR packets held in
-/// registers, kR = 0: r packets in memory at value_mem and index_out). In a lane where v beats slot t
-/// (strictly: an equal earlier entry stays first; NaN and -inf beat nothing), it beats every
+/// registers, kR = 0: r packets in memory at value_mem and index_out). In a lane where v beats slot
+/// t (strictly: an equal earlier entry stays first; NaN and -inf beat nothing), it beats every
 /// later slot too, so slot t takes v if it does not beat slot t - 1, else slot t - 1's old
 /// entry. Every comparison is against the old lists: no dependency from slot to slot.
 /// block [c][L] (row stride ld): the scores of L queries.
@@ -168,8 +168,8 @@ void select_top_r(const T* x, Index ldx, Index rows, Index c, Index r, Index* to
           ld = L;
         }
         switch (r) {
-#define FASTATTN_TOP_R_CASE(k)                                         \
-  case k:                                                              \
+#define FASTATTN_TOP_R_CASE(k)                                       \
+  case k:                                                            \
     top_r_detail::sort_lanes<T, k>(block, ld, c, r, nullptr, index); \
     break;
           FASTATTN_TOP_R_CASE(1)
