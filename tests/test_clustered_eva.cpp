@@ -310,6 +310,73 @@ TYPED_TEST(ClusteredEvaTest, EstimatorMatchesBruteForce) {
   EXPECT_EQ(cases, 2 * 2 * 3 * 4 + 3 * 2 * 3 * 4 * 2);
 }
 
+// The same with clusters of every size the exact kernel treats differently: at most one packet
+// of keys (scored on that packet only), one partial panel, whole panels only, whole panels plus
+// a tail of at most one packet or of more, for float (32-key panels on AVX-512) and double (16):
+// sizes 5, 12, 16, 20, 32, 40, 47, 64, 70 (padded keys spread over them). Values of width 5
+// (one narrow value chunk) and 40 (a full chunk and a narrow one); logits up to ~20 apart, so
+// the kernel raises its softmax reference within a cluster (rescale path).
+TYPED_TEST(ClusteredEvaTest, EstimatorMatchesBruteForceOnLargeClusters) {
+  using T = TypeParam;
+  const std::vector<Index> sizes = {5, 12, 16, 20, 32, 40, 47, 64, 70};
+  const Index nk = std::accumulate(sizes.begin(), sizes.end(), Index(0)), d = 12;
+  std::vector<Index> labels;
+  for (size_t c = 0; c < sizes.size(); ++c) labels.insert(labels.end(), size_t(sizes[c]), Index(c));
+  test::DataRng rng(41);  // shuffled positions: a cluster's keys are not contiguous in k
+  for (size_t i = labels.size() - 1; i > 0; --i) std::swap(labels[i], labels[rng.next() % (i + 1)]);
+  const KeyMask pad = test::random_mask(nk, 0.1, 42);
+  for (Index j = 0; j < nk; ++j)
+    if (pad[j]) labels[size_t(j)] = -1;
+  const Index num_labels = Index(sizes.size());
+  int cases = 0;
+  for (Index dv : {5, 40})
+    for (int cross = 0; cross < 2; ++cross) {
+      const Index nq = cross ? 77 : nk;
+      const MatD k = random_matrix<double>(nk, d, 44, 2.5), v = random_matrix<double>(nk, dv, 45);
+      std::vector<std::pair<Index, Index>> configs;  // (r, window)
+      for (Index r : {1, 3, 9})
+        for (Index window : {0, 24})
+          if (!cross || window == 0) configs.push_back({r, window});
+      auto ref_options = [](Index r, Index window) {
+        RefOptions ro;
+        ro.r = r;
+        ro.window = window;
+        ro.correction = ClusterMassCorrection::Isotropic;
+        return ro;
+      };
+      // The selection is discontinuous: take the first query seed whose data has no near-tie at
+      // the r-th score in any configuration (the test's premise, as above).
+      MatD q;
+      std::vector<RefResult> refs;
+      for (std::uint64_t seed = 43; seed < 63 && refs.size() < configs.size(); ++seed) {
+        q = random_matrix<double>(nq, d, seed, 2.5);
+        refs.clear();
+        for (const auto& [r, window] : configs) {
+          refs.push_back(
+              reference_clustered_eva(q, k, v, labels, num_labels, ref_options(r, window)));
+          if (refs.back().min_selection_gap <= 1e-4) break;
+        }
+        if (refs.back().min_selection_gap <= 1e-4) refs.clear();
+      }
+      ASSERT_EQ(refs.size(), configs.size()) << "no query seed without a near-tie";
+      const RowMatrix<T> qt = q.cast<T>(), kt = k.cast<T>(), vt = v.cast<T>();
+      AttentionOptions opt;
+      opt.key_padding = pad;
+      for (size_t ci = 0; ci < configs.size(); ++ci) {
+        const auto [r, window] = configs[ci];
+        RowMatrix<T> out(nq, dv);
+        detail::clustered_eva_with_partition<T>(
+            config<T>(r, window, ClusterCentre::KeyMean, ClusterSummary::RepresentativeQuery,
+                      ClusterMassCorrection::Isotropic),
+            qt, kt, vt, out, opt, labels, num_labels);
+        EXPECT_TRUE(test::near(out, refs[ci].out, this->tol, this->tol))
+            << "dv " << dv << " cross " << cross << " r " << r << " window " << window;
+        ++cases;
+      }
+    }
+  EXPECT_EQ(cases, 2 * (3 * 2 + 3));
+}
+
 // §10.6.1: r >= C is exact softmax attention (independent reference), padding and Nq != Nk too.
 TYPED_TEST(ClusteredEvaTest, AllClustersExactIsExactAttention) {
   using T = TypeParam;

@@ -1,7 +1,8 @@
 // Tests of detail/clustering/kmeans.hpp (docs/spec/eva.md §10.7): every row in exactly one
 // non-empty cluster, the centres are the means of their rows, the objective does not increase
-// over the Lloyd iterations, the caps (C <= n, C <= distinct rows), determinism for a seed, and
-// permutation equivariance (same seed, permuted rows -> the same clusters).
+// over the Lloyd iterations, the caps (C <= n, C <= distinct rows), determinism for a seed,
+// permutation equivariance (same seed, permuted rows -> the same clusters), and the assignment
+// step against brute-force distances.
 
 #include "fastattn/detail/clustering/kmeans.hpp"
 
@@ -47,7 +48,7 @@ detail::KMeansResult<T> run_kmeans(const RowMatrix<T>& x, Index clusters, int it
 // centres are the means of their rows (checked in double, independently of the library's sums).
 TYPED_TEST(KMeansTest, PartitionAndMeans) {
   using T = TypeParam;
-  for (Index n : {1, 7, 300, 1000}) {  // 1000 > 16 C: the seeding runs on a sample
+  for (Index n : {1, 7, 300, 1000}) {  // 300, 1000 > max(8 C, 256): the seeding runs on a sample
     const RowMatrix<T> x = clustered_rows<T>(n, 6, 5, 10 + std::uint64_t(n));
     const Index clusters = 12;
     const auto r = run_kmeans<T>(x, clusters, 3, 1);
@@ -168,6 +169,49 @@ TYPED_TEST(KMeansTest, PermutationEquivariant) {
       ASSERT_EQ(b.assignment[size_t(i)], a.assignment[size_t(perm[size_t(i)])]) << "row " << i;
     EXPECT_TRUE(test::near(b.centres, a.centres, std::is_same_v<T, float> ? 1e-5 : 1e-12, 1e-6));
   }
+}
+
+// The assignment step (the score kernel over packed rows, the nearest centre taken across the
+// tile's rows) against brute-force distances in double: each row's centre is a nearest one up to
+// the rounding of |x|^2 - 2 x.c + |c|^2 (float: ~1e-6 of |x|^2 + |c|^2), exact ties (duplicate
+// centres) go to the lower index, and ws.nearest is that distance. Shapes: whole and partial
+// panels of rows and groups of centres, D from 1 to 70.
+TYPED_TEST(KMeansTest, AssignmentIsTheNearestCentre) {
+  using T = TypeParam;
+  const double rel = std::is_same_v<T, float> ? 2e-6 : 1e-14;
+  for (Index n : {1, 31, 32, 33, 100, 257})
+    for (Index c : {1, 5, 8, 9, 17, 64})
+      for (Index d : {1, 3, 70}) {
+        const std::uint64_t seed = std::uint64_t(n * 1000 + c * 10 + d);
+        const RowMatrix<T> x = random_matrix<T>(n, d, seed);
+        RowMatrix<T> centres = random_matrix<T>(c, d, seed + 1);
+        if (c >= 5) centres.row(4) = centres.row(1);  // a duplicate: its rows go to centre 1
+        detail::KMeansWorkspace<T> ws;
+        Vector<T> sqnorm;
+        detail::kmeans_impl::row_squared_norms<T>(x, sqnorm);
+        detail::kmeans_impl::pack_points<T>(x, ws);
+        ws.nearest.resize(n);
+        std::vector<Index> assignment(size_t(n), -1);
+        detail::kmeans_impl::assign<T>(x, sqnorm, centres, ws, assignment);
+        for (Index i = 0; i < n; ++i) {
+          std::vector<double> dist(static_cast<size_t>(c));
+          for (Index j = 0; j < c; ++j)
+            dist[size_t(j)] =
+                (x.row(i).template cast<double>() - centres.row(j).template cast<double>())
+                    .squaredNorm();
+          const double best = *std::min_element(dist.begin(), dist.end());
+          const double slack =
+              rel * (x.row(i).template cast<double>().squaredNorm() + centres.squaredNorm());
+          const Index a = assignment[size_t(i)];
+          ASSERT_GE(a, 0);
+          ASSERT_LT(a, c);
+          EXPECT_LE(dist[size_t(a)], best + slack) << "n " << n << " c " << c << " d " << d;
+          if (c >= 5) {
+            EXPECT_NE(a, 4) << "the duplicate of centre 1 never wins the tie";
+          }
+          EXPECT_NEAR(double(ws.nearest[i]), dist[size_t(a)], slack);
+        }
+      }
 }
 
 TYPED_TEST(KMeansTest, RejectsBadArguments) {

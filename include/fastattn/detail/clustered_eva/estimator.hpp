@@ -20,7 +20,11 @@
 #include "fastattn/detail/clustered_eva/summaries.hpp"
 #include "fastattn/detail/exact/packed_kernel.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
+#include "fastattn/detail/simd/packet.hpp"
+#include "fastattn/detail/simd/register_tile.hpp"
 #include "fastattn/detail/simd/softmax.hpp"
+#include "fastattn/detail/simd/tile_kernels.hpp"
+#include "fastattn/detail/simd/top_r.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn::detail {
@@ -32,9 +36,15 @@ template <class T>
 struct ClusteredEvaBuffers {
   RowMatrix<T> mu, beta;                    // [C, D] the summary weights' vector, [C, Dv] beta
   Vector<T> beta_logits;                    // scratch of summarize_values
-  RowMatrix<T> qs, qsq, gap, scores, logits, partial, qg, attending;
+  RowMatrix<T> qs, qsq, logits, partial, attending;
+  // Cluster scores transposed, [C, block] (the top-r selection and the summary softmax work on
+  // packets of queries); the row stride is padded so that a column's entries do not all fall
+  // in one cache set. gap: the same for the diagonal correction's (q∘q)·sigma^2.
+  RowMatrix<T> scores, gap;
+  Vector<T> query_norm2, query_norm;  // [block] |s q|^2 and |s q|
+  TopRWorkspace<T> top;
   RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
-  Vector<T> centre_den, select_row;
+  Vector<T> centre_den;
   std::vector<SoftmaxRow<T>> parts;
   std::vector<Index> selected, group_begin, group_rows, next;
   OnlineSoftmaxRows<T> state;
@@ -42,10 +52,10 @@ struct ClusteredEvaBuffers {
   ClusterMoments<T> adjusted;
   RowMatrix<T> adjusted_beta, adjusted_scores, rest_keys, rest_values, window_keys, window_values;
   // The exact clusters: each cluster's keys and values packed for the exact kernel (once per kv
-  // head), the kernel's tiles, its log-sum-exp per query and the window bias [block, largest].
+  // head), the tiles of one query group against one cluster [panels][R][kCols], a zero query
+  // (the absent rows of a group) and the window bias [block, largest].
   std::vector<PackedKvStorage<T>> packed;
-  PackedWorkspace<T> tiles;
-  Vector<T> exact_lse;
+  Vector<T> exact_tile, zero_query;
   RowMatrix<T> window_bias;
 };
 
@@ -53,7 +63,8 @@ struct ClusteredEvaBuffers {
 /// run() once per query head.
 template <class T>
 class ClusteredEvaEstimator {
-  static constexpr Index kQueryBlock = 1024;  // queries per block: [1024, C] scores
+  static constexpr Index kQueryBlock = 1024;    // queries per block: [C, 1024] scores
+  static constexpr Index kScoreStridePad = 16;  // extra columns of the [C, block] score rows
   static constexpr Index kRowTile = 512;      // query rows per logits tile
   static constexpr Index kKeyChunk = 256;     // keys per logits tile of a cluster or window
 
@@ -80,25 +91,25 @@ class ClusteredEvaEstimator {
     const Index cols = std::max(kKeyChunk, c_ + touched_max);
     const Index r1 = std::max<Index>(r_, 1);
     b_.qs.resize(block_, d_);
-    b_.scores.resize(block_, c_);
+    b_.scores.resize(c_, block_ + kScoreStridePad);
+    b_.query_norm2.resize(block_);
+    b_.query_norm.resize(block_);
     b_.logits.resize(std::min(block_, std::max(kRowTile, w_)), cols);
     b_.partial.resize(block_, dv_);
     b_.parts.resize(size_t(block_));
     b_.selected.resize(size_t(block_ * r1));
-    b_.select_row.resize(c_);
     b_.group_begin.resize(size_t(c_ + 1));
     b_.group_rows.resize(size_t(block_ * r1));
-    b_.qg.resize(block_, d_);
     if (cfg_.correction == ClusterMassCorrection::Diagonal) {
       b_.qsq.resize(block_, d_);
-      b_.gap.resize(block_, std::max(c_, touched_max));
+      b_.gap.resize(c_, block_ + kScoreStridePad);  // touched_max <= C
     }
     if (w_ > 0) {
       b_.in_window.assign(size_t(c_), 0);
       b_.slot.assign(size_t(c_), -1);
       b_.adjusted.resize(touched_max, d_);
       b_.adjusted_beta.resize(touched_max, dv_);
-      b_.adjusted_scores.resize(block_, touched_max);
+      b_.adjusted_scores.resize(touched_max, block_ + kScoreStridePad);
       const Index largest = cl.largest();
       b_.rest_keys.resize(largest, d_);
       b_.rest_values.resize(largest, dv_);
@@ -157,7 +168,7 @@ class ClusteredEvaEstimator {
       const Index b = std::min(block_, q.rows() - i0);
       score_and_select(q, i0, b);
       auto a = b_.attending.topRows(b);
-      a = b_.scores.topRows(b);
+      a = b_.scores.topLeftCorner(c_, b).transpose();
       for (Index i = 0; i < b; ++i) {
         const SoftmaxRow<T> row = softmax_numerators(a.row(i));
         a.row(i) *= row.inverse_sum();
@@ -185,67 +196,49 @@ class ClusteredEvaEstimator {
                                 cl_.values.middleRows(cl_.first(c), cl_.size(c)), no_padding,
                                 no_bias);
     }
-    b_.exact_lse.resize(block_);
-    if (w_ > 0) b_.window_bias.resize(block_, cl_.largest());
+    const Index largest = cl_.largest();
+    b_.exact_tile.resize(key_panels<T>(largest) * RegisterTile<T>::kRows * RegisterTile<T>::kCols);
+    b_.zero_query.setZero(d_);
+    if (w_ > 0) b_.window_bias.resize(block_, largest);
   }
 
   // ---- scores and selection (§10.3, §10.4) ----
 
-  /// qs [b, D] (scaled queries) -> out [b, m]: the estimated log-masses of the clusters whose
-  /// moments are rows [0, m) of `mo`.
+  /// qs [b, D] (scaled queries) -> out [m, b] (transposed: row c holds cluster c's scores of the
+  /// b queries): the estimated log-masses of the clusters whose moments are rows [0, m) of `mo`.
   template <class Queries, class Out>
   void score(const Queries& qs, const ClusterMoments<T>& mo, Index m, Out&& out) {
     const Index b = qs.rows();
-    out.noalias() = qs * mo.mean.topRows(m).transpose();
-    out.rowwise() += mo.log_count.head(m).transpose();
+    out.noalias() = mo.mean.topRows(m) * qs.transpose();
+    out.colwise() += mo.log_count.head(m);
     if (cfg_.correction == ClusterMassCorrection::None) return;
     // The Gaussian gap, capped by the Cauchy-Schwarz bound s|q| rho_c (spec §10.3).
-    const auto radius = mo.radius.head(m).transpose().array();
+    auto q2 = b_.query_norm2.head(b);
+    for (Index i = 0; i < b; ++i) q2[i] = qs.row(i).squaredNorm();
+    auto qn = b_.query_norm.head(b);
+    qn = q2.cwiseSqrt();
+    const auto q2_row = q2.transpose().array();
+    const auto q_row = qn.transpose().array();
     if (cfg_.correction == ClusterMassCorrection::Isotropic) {
-      const auto mean_var = mo.mean_var.head(m).transpose().array();
-      for (Index i = 0; i < b; ++i) {
-        const T q2 = qs.row(i).squaredNorm();
-        out.row(i).array() += (T(0.5) * q2 * mean_var).min(std::sqrt(q2) * radius);
-      }
+      for (Index c = 0; c < m; ++c)
+        out.row(c).array() += (T(0.5) * mo.mean_var[c] * q2_row).min(mo.radius[c] * q_row);
       return;
     }
     auto qsq = b_.qsq.topRows(b);
     qsq = qs.array().square().matrix();
-    auto gap = b_.gap.topLeftCorner(b, m);
-    gap.noalias() = qsq * mo.var.topRows(m).transpose();
-    for (Index i = 0; i < b; ++i)
-      out.row(i).array() +=
-          (T(0.5) * gap.row(i).array()).min(std::sqrt(qsq.row(i).sum()) * radius);
+    auto gap = b_.gap.topLeftCorner(m, b);
+    gap.noalias() = mo.var.topRows(m) * qsq.transpose();
+    for (Index c = 0; c < m; ++c)
+      out.row(c).array() += (T(0.5) * gap.row(c).array()).min(mo.radius[c] * q_row);
   }
 
-  /// Scores of queries [i0, i0 + b) into b_.scores (b_.qs holds s q) and the top-r clusters of each
-  /// row into b_.selected (ties: the lower index; NaN ranks last).
+  /// Scores of queries [i0, i0 + b) into b_.scores [C, b] (b_.qs holds s q) and the top-r
+  /// clusters of each query into b_.selected (ties: the lower index; NaN ranks last).
   void score_and_select(const ConstMatRef<T>& q, Index i0, Index b) {
     b_.qs.topRows(b) = scale_ * q.middleRows(i0, b);
-    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topRows(b));
+    score(b_.qs.topRows(b), cl_.moments, c_, b_.scores.topLeftCorner(c_, b));
     if (r_ == 0) return;
-    // Top r by r passes of (vectorized max, first index of it) over a copy of the row: branch
-    // mispredictions made an insertion sort over the row the costliest part of this function.
-    // Order: larger score first, ties to the lower index; NaN ranks as -inf.
-    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    T* const buf = b_.select_row.data();
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> candidates(buf, c_);
-    for (Index i = 0; i < b; ++i) {
-      candidates = b_.scores.row(i).transpose().array();
-      candidates = (candidates == candidates).select(candidates, neg_inf);
-      Index* const top = &b_.selected[size_t(i * r_)];
-      Index t = 0;
-      for (; t < r_; ++t) {
-        const T best = candidates.maxCoeff();
-        if (best == neg_inf) break;
-        const Index c = Index(std::find(buf, buf + c_, best) - buf);
-        top[t] = c;
-        buf[c] = neg_inf;
-      }
-      // The rest rank -inf: the lowest indices not taken yet.
-      for (Index c = 0; t < r_; ++c)
-        if (std::find(top, top + t, c) == top + t) top[t++] = c;
-    }
+    select_top_r(b_.scores.data(), b_.scores.outerStride(), b, c_, r_, b_.selected.data(), b_.top);
   }
 
   Index selected(Index i, Index t) const { return b_.selected[size_t(i * r_ + t)]; }
@@ -256,19 +249,19 @@ class ClusteredEvaEstimator {
                  bool scored) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (!scored) score_and_select(q, i0, b);
-    b_.state.reset(b, dv_);
     if (w_ == 0) {
-      auto logits = b_.scores.topRows(b);  // the summary entries: every cluster not selected
-      for (Index i = 0; i < b; ++i) {
+      // The summary entries, [C, b]: every cluster not selected.
+      auto logits = b_.scores.topLeftCorner(c_, b);
+      for (Index i = 0; i < b; ++i)
         for (Index t = 0; t < r_; ++t) {
-          logits(i, selected(i, t)) = neg_inf;
+          logits(selected(i, t), i) = neg_inf;
           exact += double(cl_.size(selected(i, t)));
         }
-        b_.parts[size_t(i)] = softmax_numerators(logits.row(i));
-      }
-      b_.partial.topRows(b).noalias() = logits * b_.beta;
-      for (Index i = 0; i < b; ++i) b_.state.merge(i, b_.parts[size_t(i)], b_.partial.row(i));
+      softmax_numerators_columns(logits.data(), logits.outerStride(), c_, b, b_.parts.data());
+      b_.state.start(b, dv_, b_.parts.data());
+      b_.state.accumulators(b).noalias() = logits.transpose() * b_.beta;
     } else {
+      b_.state.reset(b, dv_);
       for (Index w0 = 0; w0 < b; w0 += w_)
         run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
     }
@@ -323,12 +316,12 @@ class ClusteredEvaEstimator {
     // replaced entries masked.
     auto logits = b_.logits.topLeftCorner(m, c_ + nt);
     if (nt > 0) {
-      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(m, nt));
-      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(m, nt);
+      score(b_.qs.middleRows(r0, m), b_.adjusted, nt, b_.adjusted_scores.topLeftCorner(nt, m));
+      logits.rightCols(nt) = b_.adjusted_scores.topLeftCorner(nt, m).transpose();
       for (Index t = 0; t < nt; ++t)
         if (b_.adjusted.log_count[t] == neg_inf) logits.col(c_ + t).setConstant(neg_inf);
     }
-    logits.leftCols(c_) = b_.scores.middleRows(r0, m);
+    logits.leftCols(c_) = b_.scores.block(0, r0, c_, m).transpose();
     for (Index c : b_.touched) logits.col(c).setConstant(neg_inf);
     for (Index i = 0; i < m; ++i) {
       Index exact_row = visible;
@@ -384,11 +377,16 @@ class ClusteredEvaEstimator {
     }
   }
 
-  /// The selected clusters: per cluster, the block's queries that selected it, gathered, run
-  /// through the packed exact kernel against the cluster's packed keys and values (keys of a
-  /// query's window masked by a bias: they are in its window part already); each query's
-  /// normalized output and log-sum-exp enter its softmax as one part.
+  /// The selected clusters: per cluster, the block's queries that selected it run through the
+  /// exact kernel's tiles against the cluster's packed keys and values, in groups of R, reading
+  /// the queries' rows of b_.qs and updating their softmax state (m, l, acc) in place (keys of a
+  /// query's window masked by a bias: they are in its window part already).
+  /// Why not exact_packed_attention per cluster: it packs the gathered queries, normalizes its
+  /// output and returns a log-sum-exp that the merge turns back into weights; with ~64 queries
+  /// against ~64 keys per call that overhead was about a fifth of the exact clusters' time.
   void run_exact_clusters(Index i0, Index b) {
+    using Tile = RegisterTile<T>;
+    constexpr int R = Tile::kRows, C = Tile::kCols, P = Tile::kPackets;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     if (r_ == 0) return;
     std::fill(b_.group_begin.begin(), b_.group_begin.end(), 0);
@@ -398,14 +396,17 @@ class ClusteredEvaEstimator {
     b_.next.assign(b_.group_begin.begin(), b_.group_begin.end() - 1);
     for (Index i = 0; i < b; ++i)
       for (Index t = 0; t < r_; ++t) b_.group_rows[size_t(b_.next[size_t(selected(i, t))]++)] = i;
-    AttentionOptions unit_scale;  // the gathered queries are scaled already
-    unit_scale.scale = 1;
+    const Index ldv = packet_padded<T>(dv_);
+    const T* query_rows[R];
+    T* out_rows[R];
+    T m[R], l[R], alpha[R];
+    GroupSoftmax<T> sm;
+    packed_detail::GroupReference<T> gr;
+    T* const tile = b_.exact_tile.data();
     for (Index c = 0; c < c_; ++c) {
       const Index g0 = b_.group_begin[size_t(c)], g = b_.group_begin[size_t(c + 1)] - g0;
       if (g == 0) continue;
       const Index* row_of = &b_.group_rows[size_t(g0)];
-      auto qg = b_.qg.topRows(g);
-      for (Index i = 0; i < g; ++i) qg.row(i) = b_.qs.row(row_of[i]);
       const Index n = cl_.size(c), first = cl_.first(c);
       if (w_ > 0) {  // bias [g, n]: -inf on the keys in each query's window
         auto bias = b_.window_bias.topLeftCorner(g, n);
@@ -418,14 +419,70 @@ class ClusteredEvaEstimator {
         }
       }
       const ConstMatRef<T> bias = b_.window_bias.topLeftCorner(w_ > 0 ? g : 0, w_ > 0 ? n : 0);
-      const ConstMatRef<T> queries = qg;
-      MatRef<T> partial = b_.partial.topRows(g);
-      VecRef<T> lse = b_.exact_lse.head(g);
-      exact_packed_attention<T>(queries, b_.packed[size_t(c)].view(), partial, unit_scale,
-                                w_ > 0 ? &bias : nullptr, lse, PackedBlocking{}, b_.tiles);
-      for (Index i = 0; i < g; ++i)  // the part's numerators sum to e^(lse) at reference lse
-        b_.state.merge(row_of[i], SoftmaxRow<T>{lse[i], lse[i] > neg_inf ? T(1) : T(0)},
-                       partial.row(i));
+      const PackedKv<T> kv = b_.packed[size_t(c)].view();
+      const Index panels = key_panels<T>(n);
+      // Panels [0, clean) hold keys only (no bias): scores and weights in one pass. The rest
+      // (the last, partly filled panel, or every panel with the window's bias) are scored,
+      // masked, then turned into weights. A last panel with at most kLanes keys is scored and
+      // weighted on its first packet only (clusters are small: it saves ~5% of the exact part
+      // at N = 4096).
+      const Index clean = w_ > 0 ? 0 : n / C;
+      const bool half_last = Tile::kPackets == 2 && n - (panels - 1) * C <= Tile::kLanes;
+      for (Index q0 = 0; q0 < g; q0 += R) {
+        const int rows = static_cast<int>(std::min<Index>(R, g - q0));
+        for (int r = 0; r < R; ++r) {
+          if (r < rows) {
+            const Index i = row_of[q0 + r];
+            query_rows[r] = b_.qs.row(i).data();
+            out_rows[r] = b_.state.accumulator(i);
+            m[r] = b_.state.reference(i);
+            l[r] = b_.state.sum(i);
+          } else {  // absent rows: zero queries, never written
+            query_rows[r] = b_.zero_query.data();
+            out_rows[r] = nullptr;
+          }
+        }
+        const GroupQueryRows<T> queries{query_rows};
+        gr.start(m, rows, sm);
+        for (Index done = 0; done < clean;) {
+          done += score_tiles_of<T, false, true>(queries, kv.keys + done * d_ * C, d_, clean - done,
+                                                 nullptr, tile + done * R * C, sm);
+          if (done < clean) packed_detail::exp_panel<T>(tile, done++, sm, gr);  // rescale
+        }
+        const Index full = half_last ? panels - 1 : panels;  // panels scored whole
+        if (clean < full)
+          score_tiles_of<T, false, false>(queries, kv.keys + clean * d_ * C, d_, full - clean,
+                                          nullptr, tile + clean * R * C, sm);
+        if (half_last)
+          score_half_panel_of<T>(queries, kv.keys + full * d_ * C, d_, tile + full * R * C);
+        for (Index p = clean; p < panels; ++p) {
+          packed_detail::finish_scores<T>(tile + p * R * C, rows, q0, p * C, n, 0, false,
+                                          w_ > 0 ? &bias : nullptr, T(0));
+          packed_detail::exp_panel<T>(tile, p, sm, gr);
+        }
+        for (int r = 0; r < rows; ++r) {  // alpha = e^(m_old - m_new) rescales what was there
+          alpha[r] = m[r] == gr.ref[r] ? T(1) : std::exp(m[r] - gr.ref[r]);  // e^-inf = 0
+          l[r] = alpha[r] * l[r] + Eigen::internal::predux(sm.sum[r]);
+          m[r] = gr.ref[r];
+        }
+        using Out = GroupOutputRows<T>;
+        for (Index cc = 0; cc < ldv; cc += C) {  // value column chunks: C wide, the last narrower
+          const Out o{out_rows, cc};
+          const T* v = kv.values + cc * C;
+          const Index stride = C * ldv;
+          if (cc + C <= ldv)
+            half_last ? value_tile_of<T, P, Out, true>(tile, panels, v, stride, o, alpha, rows)
+                      : value_tile_of<T, P, Out>(tile, panels, v, stride, o, alpha, rows);
+          else
+            half_last ? value_tile_of<T, 1, Out, true>(tile, panels, v, stride, o, alpha, rows)
+                      : value_tile_of<T, 1, Out>(tile, panels, v, stride, o, alpha, rows);
+        }
+        for (int r = 0; r < rows; ++r) {
+          const Index i = row_of[q0 + r];
+          b_.state.reference(i) = m[r];
+          b_.state.sum(i) = l[r];
+        }
+      }
     }
   }
 

@@ -14,6 +14,8 @@
 
 #include "fastattn/config.hpp"
 #include "fastattn/detail/clustering/row_hash.hpp"
+#include "fastattn/detail/simd/register_tile.hpp"
+#include "fastattn/detail/simd/tile_kernels.hpp"
 #include "fastattn/random.hpp"
 #include "fastattn/types.hpp"
 
@@ -40,15 +42,24 @@ struct KMeansWorkspace {
   RowMatrix<T> sample;                          // [S, D]
   Vector<T> seed_sqnorm, seed_nearest, seed_dots;
   Eigen::VectorXd keys, weights;                // sampling keys and weights
-  Vector<T> centre_sqnorm;          // [C]
-  RowMatrix<T> dots;                // [block, C] x_i . c
+  Vector<T> centre_sqnorm;                      // [groups * R] |c|^2 (+inf for absent rows)
+  Vector<T> points;                             // [panels][D][kCols] the rows packed once per call
+  Vector<T> centre_groups;          // [groups][D][R] the centres transposed per group of R
+  Vector<T> tile;                   // [chunk panels][R][kCols] dot products of one group
+  Vector<T> best, best_index;       // [chunk panels * kCols] running minimum and its centre
   RowMatrix<T> sums;                // [C, D]
 };
 
 namespace kmeans_impl {
 
-constexpr Index kAssignBlock = 256;  // rows per distance GEMM: [256, C] stays in L2
-constexpr Index kSeedRowsPerCluster = 16;  // k-means++ runs on at most 16 C rows
+constexpr Index kAssignPanels = 8;  // point panels per chunk: a [8][R][kCols] tile set in L1
+// k-means++ runs on a uniform sample of max(8 C, 256) rows (all rows when there are no more).
+// Its C rounds each pass over the sample and are sequential (bound by L2 bandwidth, not flops):
+// at n = 4096, C = 64 a sample of 16 C rows took 0.35 ms, a twentieth of a ClusteredEva call, and
+// 8 C rows gives the same errors on the synthetic regimes (docs/spec/eva.md §10.7); the floor
+// keeps short sequences (n <= 256, the real-attention fixture) on every row.
+constexpr Index kSeedRowsPerCluster = 8;
+constexpr Index kMinSeedRows = 256;
 
 /// The stream of round `round` of the seeding (distinct per seed and round).
 inline std::uint64_t round_stream(std::uint64_t seed, Index round) {
@@ -108,27 +119,84 @@ Index seed_centres(const ConstMatRef<T>& x, const std::vector<std::uint64_t>& ha
   return chosen;
 }
 
+/// x [n, D] -> ws.points: panels of RegisterTile<T>::kCols rows, each [D][kCols] (row i of the
+/// panel is column i), slots past n zero: the layout of the score kernel's key panels.
+template <class T>
+void pack_points(const ConstMatRef<T>& x, KMeansWorkspace<T>& ws) {
+  constexpr Index C = RegisterTile<T>::kCols;
+  const Index n = x.rows(), d = x.cols(), panels = (n + C - 1) / C;
+  ws.points.setZero(panels * d * C);
+  for (Index i = 0; i < n; ++i) {
+    T* dst = ws.points.data() + (i / C) * d * C + i % C;
+    for (Index t = 0; t < d; ++t) dst[t * C] = x(i, t);
+  }
+}
+
 /// Assigns every row to its nearest centre (ties: the lower index); ws.nearest gets the squared
-/// distances (clamped at 0). Distances |x|^2 - 2 x.c + |c|^2 with x.c by GEMM, in row blocks.
+/// distances (clamped at 0). Distances |x|^2 - 2 x.c + |c|^2, with x.c by the attention score
+/// kernel (score_tiles) over the rows packed by pack_points: R centres (broadcast) against a
+/// panel of kCols rows (packets), so each row's minimum over the centres is taken across the
+/// tile's rows, lane by lane, with no horizontal reduction.
+/// Why not a GEMM and an argmin pass: Eigen's GEMM repacks both operands on every call (~75%
+/// of the FMA peak here) and the row-wise argmin cost half as much again (docs/spec/eva.md §10.7).
 template <class T>
 void assign(const ConstMatRef<T>& x, const Vector<T>& sqnorm, const RowMatrix<T>& centres,
             KMeansWorkspace<T>& ws, std::vector<Index>& assignment) {
-  const Index n = x.rows(), c = centres.rows();
-  ws.centre_sqnorm = centres.rowwise().squaredNorm();
-  for (Index r0 = 0; r0 < n; r0 += kAssignBlock) {
-    const Index rows = std::min(kAssignBlock, n - r0);
-    auto dots = ws.dots.topRows(rows);
-    dots.noalias() = x.middleRows(r0, rows) * centres.transpose();
-    // d_ij - |x_i|^2 = |c_j|^2 - 2 x_i.c_j; the minimum by a vectorized reduction, then its
-    // first position (ties: the lower index).
-    dots = (dots * T(-2)).rowwise() + ws.centre_sqnorm.transpose();
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, C = Tile::kCols, L = Tile::kLanes, P = Tile::kPackets;
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const Index n = x.rows(), d = x.cols(), c = centres.rows();
+  const Index groups = (c + R - 1) / R, panels = (n + C - 1) / C;
+  // Centres transposed per group of R, absent rows 0 with |c|^2 = +inf (never nearest).
+  ws.centre_groups.setZero(groups * d * R);
+  ws.centre_sqnorm.setConstant(groups * R, inf);
+  for (Index j = 0; j < c; ++j) {
+    T* dst = ws.centre_groups.data() + (j / R) * d * R + j % R;
+    for (Index t = 0; t < d; ++t) dst[t * R] = centres(j, t);
+    ws.centre_sqnorm[j] = centres.row(j).squaredNorm();
+  }
+  if (ws.tile.size() < kAssignPanels * R * C) ws.tile.resize(kAssignPanels * R * C);
+  if (ws.best.size() < kAssignPanels * C) {
+    ws.best.resize(kAssignPanels * C);
+    ws.best_index.resize(kAssignPanels * C);
+  }
+  GroupSoftmax<T> unused;  // score_tiles without the exp does not touch it
+  const Packet minus_two = pset1<Packet>(T(-2));
+  for (Index p0 = 0; p0 < panels; p0 += kAssignPanels) {
+    const Index chunk = std::min(kAssignPanels, panels - p0);
+    T* best = ws.best.data();
+    T* best_index = ws.best_index.data();
+    for (Index i = 0; i < chunk * C; i += L) {
+      pstore(best + i, pset1<Packet>(inf));
+      pstore(best_index + i, pset1<Packet>(T(0)));
+    }
+    for (Index g = 0; g < groups; ++g) {
+      score_tiles<T, false, false>(ws.centre_groups.data() + g * d * R,
+                                   ws.points.data() + p0 * d * C, d, chunk, nullptr, ws.tile.data(),
+                                   unused);
+      // d_ij - |x_i|^2 = |c_j|^2 - 2 x_i.c_j; strictly smaller wins (ties: the lower index).
+      for (Index p = 0; p < chunk; ++p)
+        for (int k = 0; k < P; ++k) {
+          Packet b = pload<Packet>(best + p * C + k * L);
+          Packet bi = pload<Packet>(best_index + p * C + k * L);
+          for (int r = 0; r < R; ++r) {
+            const Packet dist =
+                pmadd(minus_two, pload<Packet>(ws.tile.data() + (p * R + r) * C + k * L),
+                      pset1<Packet>(ws.centre_sqnorm[g * R + r]));
+            const Packet closer = pcmp_lt(dist, b);
+            b = pselect(closer, dist, b);
+            bi = pselect(closer, pset1<Packet>(static_cast<T>(g * R + r)), bi);
+          }
+          pstore(best + p * C + k * L, b);
+          pstore(best_index + p * C + k * L, bi);
+        }
+    }
+    const Index rows = std::min(chunk * C, n - p0 * C);
     for (Index i = 0; i < rows; ++i) {
-      const auto row = dots.row(i);
-      const T best = row.minCoeff();
-      Index arg = 0;
-      while (!(row[arg] <= best) && arg + 1 < c) ++arg;  // (NaN rows end at the last index)
-      assignment[size_t(r0 + i)] = arg;
-      ws.nearest[r0 + i] = std::max(T(0), sqnorm[r0 + i] + best);
+      assignment[size_t(p0 * C + i)] = static_cast<Index>(best_index[i]);
+      ws.nearest[p0 * C + i] = std::max(T(0), sqnorm[p0 * C + i] + best[i]);
     }
   }
 }
@@ -208,13 +276,18 @@ void kmeans(const ConstMatRef<T>& x, Index clusters, int iterations, std::uint64
                  "kmeans: needs n >= 1 rows, clusters >= 1 and iterations >= 1, got n = "
                      << n << ", clusters = " << clusters << ", iterations = " << iterations);
   clusters = std::min(clusters, n);
+  // The assignment holds centre indices in T (exact up to 2^24 in float).
+  FASTATTN_CHECK(clusters <= (Index(1) << std::numeric_limits<T>::digits),
+                 "kmeans: clusters = " << clusters << " exceeds "
+                                       << (Index(1) << std::numeric_limits<T>::digits)
+                                       << ", the largest index exact in this element type");
   ws.hash.resize(size_t(n));
   for (Index i = 0; i < n; ++i) ws.hash[size_t(i)] = row_hash(x.row(i).data(), d);
   row_squared_norms<T>(x, ws.sqnorm);
   RowMatrix<T>& centres = result.centres;
   centres.resize(clusters, d);
   Index c = 0;
-  const Index sample = kSeedRowsPerCluster * clusters;
+  const Index sample = std::max(kSeedRowsPerCluster * clusters, kMinSeedRows);
   if (n <= sample) {
     c = seed_centres<T>(x, ws.hash, clusters, seed, ws, centres);
   } else {
@@ -235,7 +308,7 @@ void kmeans(const ConstMatRef<T>& x, Index clusters, int iterations, std::uint64
   }
   centres.conservativeResize(c, d);
   result.num_clusters = c;
-  ws.dots.resize(std::min(kAssignBlock, n), c);
+  pack_points<T>(x, ws);
   if (objective != nullptr) objective->clear();
   ws.nearest.resize(n);
   result.assignment.assign(size_t(n), 0);

@@ -106,17 +106,31 @@ EIGEN_ALWAYS_INLINE bool finish_score_tile(
   return true;
 }
 
+/// The queries of one group as score_tiles reads them: element (k, r) is query r's coordinate k.
+/// Packed: qp [depth][R], the group transposed (the exact kernel packs each query block once).
+template <class T>
+struct PackedGroupQueries {
+  const T* qp;
+  T operator()(Index k, int r) const { return qp[k * RegisterTile<T>::kRows + r]; }
+};
+/// Row pointers: row[r] [depth], contiguous (queries gathered from anywhere, not copied).
+template <class T>
+struct GroupQueryRows {
+  const T* const* row;
+  T operator()(Index k, int r) const { return row[r][k]; }
+};
+
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
-/// s_p [R, C] = qp^T kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. qp
-/// [depth][R] holds the group's scaled queries transposed; kp the panels, each [depth][C] (keys
-/// transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row [panels * C] (key mask
-/// and per-key bias) to every row. kExp: turns the logits into weights (see GroupSoftmax) while
-/// they are in registers and adds them to sm.sum; stops at the first panel where a score exceeds
-/// its row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
-/// weights (`panels` unless it stopped; 0 without kExp).
-template <class T, bool kAddRow, bool kExp>
-EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index panels,
-                                    const T* add_row, T* s, GroupSoftmax<T>& sm) {
+/// s_p [R, C] = Q kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. `q`
+/// gives the group's scaled queries (PackedGroupQueries or GroupQueryRows); kp the panels, each
+/// [depth][C] (keys transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row
+/// [panels * C] (key mask and per-key bias) to every row. kExp: turns the logits into weights
+/// (see GroupSoftmax) while they are in registers and adds them to sm.sum; stops at the first
+/// panel where a score exceeds its row's limit, leaving that panel's raw scores in s. Returns the
+/// number of panels turned into weights (`panels` unless it stopped; 0 without kExp).
+template <class T, bool kAddRow, bool kExp, class Queries>
+EIGEN_DONT_INLINE Index score_tiles_of(const Queries& q, const T* kp, Index depth, Index panels,
+                                       const T* add_row, T* s, GroupSoftmax<T>& sm) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
@@ -125,12 +139,11 @@ EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index
     Packet acc[R][P];
     for (int r = 0; r < R; ++r)
       for (int p = 0; p < P; ++p) acc[r][p] = pset1<Packet>(T(0));
-    const T* a_ptr = qp;
-    for (Index k = 0; k < depth; ++k, a_ptr += R, kp += C) {
+    for (Index k = 0; k < depth; ++k, kp += C) {
       Packet b[P];
       for (int p = 0; p < P; ++p) b[p] = pload<Packet>(kp + p * L);
       for (int r = 0; r < R; ++r) {
-        const Packet a = pset1<Packet>(a_ptr[r]);
+        const Packet a = pset1<Packet>(q(k, r));
         for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
       }
     }
@@ -140,14 +153,61 @@ EIGEN_DONT_INLINE Index score_tiles(const T* qp, const T* kp, Index depth, Index
   return kExp ? panels : 0;
 }
 
-/// o [rows, W L] (row stride ldo, W = kWidth packets of L lanes) = diag(alpha) o + sum over
-/// `panels` key panels of P_panel V_panel, for one query group: p holds the panels' P tiles, each
-/// [R][C] (as written by score_tiles and the softmax pass); v the same keys' values for this
-/// column chunk, each panel's [C][W L] (row-major, aligned) at v + panel * panel_stride. Only the
-/// first `rows` rows of o are written.
-template <class T, int kWidth>
-EIGEN_DONT_INLINE void value_tile(const T* p, Index panels, const T* v, Index panel_stride, T* o,
-                                  Index ldo, const T* alpha, int rows) {
+/// The score tile of one query group against a key panel whose keys are all in its first packet
+/// (a cluster's last panel holding at most kLanes keys): s [R, C] gets the logits of the first
+/// kLanes keys and -inf after them. Half the work of score_tiles_of on that panel.
+template <class T, class Queries>
+EIGEN_DONT_INLINE void score_half_panel_of(const Queries& q, const T* kp, Index depth, T* s) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
+  Packet acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = pset1<Packet>(T(0));
+  for (Index k = 0; k < depth; ++k, kp += C) {
+    const Packet b = pload<Packet>(kp);
+    for (int r = 0; r < R; ++r) acc[r] = pmadd(pset1<Packet>(q(k, r)), b, acc[r]);
+  }
+  const Packet masked = pset1<Packet>(-std::numeric_limits<T>::infinity());
+  for (int r = 0; r < R; ++r) {
+    pstore(s + r * C, acc[r]);
+    for (int p = 1; p < P; ++p) pstore(s + r * C + p * L, masked);
+  }
+}
+
+/// score_tiles_of with the group packed: qp [depth][R] holds the group's scaled queries
+/// transposed.
+template <class T, bool kAddRow, bool kExp>
+Index score_tiles(const T* qp, const T* kp, Index depth, Index panels, const T* add_row, T* s,
+                  GroupSoftmax<T>& sm) {
+  return score_tiles_of<T, kAddRow, kExp>(PackedGroupQueries<T>{qp}, kp, depth, panels, add_row, s,
+                                          sm);
+}
+
+/// The output rows of one group as value_tile writes them: row(r) is row r's accumulator.
+/// Strided: o + r ldo. Row pointers: row[r] (rows gathered from anywhere).
+template <class T>
+struct StridedGroupRows {
+  T* o;
+  Index ldo;
+  T* operator()(int r) const { return o + r * ldo; }
+};
+template <class T>
+struct GroupOutputRows {
+  T* const* row;
+  Index offset;  // the value column chunk
+  T* operator()(int r) const { return row[r] + offset; }
+};
+
+/// o [rows, W L] (W = kWidth packets of L lanes; o(r) points to row r, packet-aligned) =
+/// diag(alpha) o + sum over `panels` key panels of P_panel V_panel, for one query group: p holds
+/// the panels' P tiles, each [R][C] (as written by score_tiles and the softmax pass); v the same
+/// keys' values for this column chunk, each panel's [C][W L] (row-major, aligned) at v + panel *
+/// panel_stride. Only the first `rows` rows of o are written. kHalfLast: the last panel's keys
+/// are all in its first kLanes (its other weights are 0), so only those are read.
+template <class T, int kWidth, class Out, bool kHalfLast = false>
+EIGEN_DONT_INLINE void value_tile_of(const T* p, Index panels, const T* v, Index panel_stride,
+                                     const Out& o, const T* alpha, int rows) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
@@ -157,7 +217,8 @@ EIGEN_DONT_INLINE void value_tile(const T* p, Index panels, const T* v, Index pa
     for (int w = 0; w < kWidth; ++w) acc[r][w] = pset1<Packet>(T(0));
   for (Index panel = 0; panel < panels; ++panel, p += R * C) {
     const T* b_ptr = v + panel * panel_stride;
-    for (int j = 0; j < C; ++j, b_ptr += kWidth * L) {
+    const int keys = kHalfLast && panel + 1 == panels ? L : C;
+    for (int j = 0; j < keys; ++j, b_ptr += kWidth * L) {
       Packet b[kWidth];
       for (int w = 0; w < kWidth; ++w) b[w] = pload<Packet>(b_ptr + w * L);
       for (int r = 0; r < R; ++r) {
@@ -168,11 +229,19 @@ EIGEN_DONT_INLINE void value_tile(const T* p, Index panels, const T* v, Index pa
   }
   for (int r = 0; r < rows; ++r) {
     const Packet a = pset1<Packet>(alpha[r]);
+    T* const row = o(r);
     for (int w = 0; w < kWidth; ++w) {
-      T* dst = o + r * ldo + w * L;
+      T* dst = row + w * L;
       pstore(dst, pmadd(a, pload<Packet>(dst), acc[r][w]));
     }
   }
+}
+
+/// value_tile_of with the rows of o [rows, W L] ldo apart.
+template <class T, int kWidth>
+void value_tile(const T* p, Index panels, const T* v, Index panel_stride, T* o, Index ldo,
+                const T* alpha, int rows) {
+  value_tile_of<T, kWidth>(p, panels, v, panel_stride, StridedGroupRows<T>{o, ldo}, alpha, rows);
 }
 
 }  // namespace fastattn::detail
