@@ -19,6 +19,7 @@
 #include "fastattn/config.hpp"
 #include "fastattn/detail/common/checks.hpp"
 #include "fastattn/detail/common/eigen_threads.hpp"
+#include "fastattn/detail/simd/gemm_kernel.hpp"
 #include "fastattn/detail/simd/sincos.hpp"
 #include "fastattn/detail/simd/small_rows_product.hpp"
 #include "fastattn/types.hpp"
@@ -194,7 +195,7 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
     detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
                                out.data(), out.outerStride());
   else
-    u.noalias() = x * w_eff_t_;  // the one GEMM
+    detail::gemm_rows<T, false>(x, w_eff_t_, u);  // the one GEMM
 
   // One pass per row (rows are contiguous; a column-wise broadcast would stride through
   // memory): the row factor (1/|x| when normalizing, else input_factor), h = |c psi o x'|^2 / 2

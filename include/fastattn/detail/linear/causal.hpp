@@ -12,6 +12,8 @@
 #include "fastattn/detail/common/eigen_threads.hpp"
 #include "fastattn/detail/linear/chunk.hpp"
 #include "fastattn/detail/linear/rows.hpp"
+#include "fastattn/detail/simd/gemm_kernel.hpp"
+#include "fastattn/detail/simd/transpose.hpp"
 #include "fastattn/options.hpp"
 
 namespace fastattn::detail {
@@ -38,7 +40,9 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
                        LinearWorkspace<T>& ws, LinearStats& stats) {
   key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor);
   auto fk = ws.fk.topRows(n);
-  auto v1 = ws.v1.topRows(n);
+  auto v1 = ws.v1(n);
+  auto fkt = ws.fkt.leftCols(n);  // the scores' right-hand side, [M, n]
+  transpose_into(fk.data(), fk.outerStride(), n, fk.cols(), fkt.data(), fkt.outerStride());
   auto gam = ws.gam.head(n);            // gated: gam_t = sum_{c0 <= l <= t} log g_l
   auto weight = ws.key_weight.head(n);  // gated: 1 - g_j
   if constexpr (Gating::gated) {
@@ -65,8 +69,8 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
     auto fq = ws.fq.topRows(nqc);
     auto r = ws.r.topRows(nqc);
     auto scores = ws.scores.topLeftCorner(nqc, n);
-    r.noalias() = fq * carry.sums;  // the carried-in keys
-    scores.noalias() = fq * fk.transpose();
+    gemm_rows<T, false>(fq, carry.sums, r);  // the carried-in keys
+    gemm_rows<T, false>(fq, fkt, scores);
     for (Index ii = 0; ii < nqc; ++ii) {
       const Index t = t0 + ii;  // keys j <= t of this chunk are visible
       if (t + 1 < n) scores.row(ii).tail(n - t - 1).setZero();
@@ -75,7 +79,7 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
         for (Index j = 0; j <= t; ++j) scores(ii, j) *= weight[j] * std::exp(gam[t] - gam[j]);
       }
     }
-    r.noalias() += scores * v1;
+    gemm_rows<T, true>(scores, v1, r);
     Index seen = carry.contributing;
     for (Index ii = 0, j = 0; ii < nqc; ++ii) {
       for (; j <= t0 + ii; ++j) seen += contributes(j);
@@ -92,7 +96,7 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
     for (Index j = 0; j < n; ++j) v1.row(j) *= weight[j] * std::exp(gam[n - 1] - gam[j]);
     carry.log_gate_sum += gam[n - 1];
   }
-  carry.sums.noalias() += fk.transpose() * v1;
+  gemm_transposed<T, true>(fk, v1, carry.sums);
   for (Index j = 0; j < n; ++j) carry.contributing += contributes(j);
 }
 
@@ -125,7 +129,7 @@ LinearStats linear_causal(const FeatureMap<T>& query_map, const FeatureMap<T>& k
       for (Index i0 = 0; i0 < first_aligned; i0 += c) {
         const Index n = std::min(c, first_aligned - i0);
         query_features(query_map, heads.q[g], i0, n, ws, input_factor);
-        ws.r.topRows(n).noalias() = ws.fq.topRows(n) * carry.sums;
+        gemm_rows<T, false>(ws.fq.topRows(n), carry.sums, ws.r.topRows(n));
         T mass = T(carry.contributing);
         if constexpr (Gating::gated) mass = -std::expm1(carry.log_gate_sum);
         for (Index i = 0; i < n; ++i)

@@ -10,7 +10,8 @@
 #include <limits>
 
 #include "fastattn/detail/common/checks.hpp"
-#include "fastattn/detail/simd/exp.hpp"
+#include "fastattn/detail/simd/exp2.hpp"
+#include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/features.hpp"
 #include "fastattn/types.hpp"
 
@@ -37,49 +38,72 @@ struct LinearCarry {
   }
 };
 
-/// Workspace of one core call, sized once (no allocation per chunk).
+/// Workspace of one core call, sized once (no allocation per chunk). The operands the products
+/// read as their right-hand side ([V, 1] and the copy of the key sums) have rows padded to whole
+/// packets, so each row starts aligned (measured: the key-sum product at 88% of the FMA peak
+/// instead of 80% with rows Dv + 1 apart).
 template <class T>
 struct LinearWorkspace {
-  RowMatrix<T> fq, fk;        // [C, M] query / key (log-)features
-  RowMatrix<T> v1;            // [C, Dv + 1] [V_c, 1]
-  RowMatrix<T> scores;        // [C, C] intra-chunk phi(Q_c) phi(K_c)^T (causal)
-  RowMatrix<T> r;             // [C, Dv + 1] numerator and denominator
-  Vector<T> gam, key_weight;  // [C] gated causal: cumulative log g, 1 - g
+  RowMatrix<T> fq, fk;          // [C, M] query / key (log-)features
+  RowMatrix<T> v1_rows;         // [C, Dv + 1 padded]: [V_c, 1] in the first Dv + 1 columns
+  RowMatrix<T> sums_rows;       // [M, Dv padded]: the key sums S V, for the non-causal read-out
+  RowMatrix<T> fkt;             // [M, C] the key features transposed (causal)
+  RowMatrix<T> scores;          // [C, C] intra-chunk phi(Q_c) phi(K_c)^T (causal)
+  RowMatrix<T> r;               // [C, Dv + 1] numerator and denominator
+  Vector<T> feature_sums;       // [M] non-causal: a chunk's key feature sums, then S's ones column
+  Vector<T> gam, key_weight;    // [C] gated causal: cumulative log g, 1 - g
   explicit LinearWorkspace(Index c, Index m, Index dv, bool causal)
       : fq(c, m),
         fk(c, m),
-        v1(c, dv + 1),
+        v1_rows(c, packet_padded<T>(dv + 1)),
+        sums_rows(causal ? 0 : m, causal ? 0 : packet_padded<T>(dv)),
+        fkt(causal ? m : 0, causal ? c : 0),
         scores(causal ? c : 0, causal ? c : 0),
         r(c, dv + 1),
+        feature_sums(causal ? 0 : m),
         gam(causal ? c : 0),
         key_weight(causal ? c : 0) {}
+
+  /// [V, 1] of the first n keys of the chunk, [n, Dv + 1].
+  auto v1(Index n) { return v1_rows.topLeftCorner(n, r.cols()); }
 };
 
 /// Query (log-)features of rows [i0, i0 + n) of q into ws.fq, exponentiated with each row's max
-/// (the query shift cancels in the row's ratio). input_factor: see FeatureMap::apply.
+/// (the query shift cancels in the row's ratio). input_factor: see FeatureMap::apply. With
+/// key_mass [M] (the ones column of the key sums, contiguous), also each row's denominator
+/// phi(q_i) . key_mass into the last column of ws.r, computed while the features are in registers.
 template <class T, class Queries>
 void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index n,
-                    LinearWorkspace<T>& ws, T input_factor) {
+                    LinearWorkspace<T>& ws, T input_factor, const T* key_mass = nullptr) {
   auto fq = ws.fq.topRows(n);
+  const Index den = ws.r.cols() - 1, m = fq.cols();
   map.apply(q.middleRows(i0, n), fq, input_factor);
-  if (map.log_domain())
-    for (Index i = 0; i < n; ++i) {
-      const T shift = fq.row(i).maxCoeff();
-      fq.row(i) = fq.row(i).unaryExpr(ShiftedExp<T>{shift});
-    }
+  if (!map.log_domain()) {
+    if (key_mass != nullptr)
+      ws.r.col(den).head(n).noalias() = fq * Eigen::Map<const Vector<T>>(key_mass, m);
+    return;
+  }
+  for (Index i = 0; i < n; ++i) {
+    const T shift = fq.row(i).maxCoeff();
+    if (key_mass != nullptr)
+      ws.r(i, den) = exp_shifted_fast_inplace<T, false, true>(&fq(i, 0), m, shift, nullptr, key_mass);
+    else
+      exp_shifted_fast_inplace(&fq(i, 0), m, shift);
+  }
 }
 
-/// Key (log-)features of rows [c0, c0 + n) into ws.fk and [V, 1] into ws.v1, padded rows zeroed.
+/// Key (log-)features of rows [c0, c0 + n) into ws.fk and [V, 1] into ws.v1(n), padded rows zeroed.
 /// Log domain: raises the carried shift to cover this chunk (rescaling the carried sums) and
-/// exponentiates.
+/// exponentiates. With column_sums [M] (zero on entry): also the sum of the chunk's feature rows,
+/// phi(K_c)^T 1, computed while the features are in registers.
 template <class T>
 void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
                   const KeyMask& padding, Index c0, Index n, LinearCarry<T>& carry,
-                  LinearWorkspace<T>& ws, T input_factor) {
+                  LinearWorkspace<T>& ws, T input_factor, T* column_sums = nullptr) {
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   const Index dv = v.cols();
   auto fk = ws.fk.topRows(n);
-  auto v1 = ws.v1.topRows(n);
+  auto v1 = ws.v1(n);
   map.apply(k.middleRows(c0, n), fk, input_factor);
   v1.leftCols(dv) = v.middleRows(c0, n);
   v1.col(dv).setOnes();
@@ -88,13 +112,21 @@ void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const Const
       fk.row(j).setConstant(map.log_domain() ? neg_inf : T(0));
       v1.row(j).setZero();
     }
-  if (!map.log_domain()) return;
+  const Index m = fk.cols();
+  if (!map.log_domain()) {
+    if (column_sums != nullptr) Eigen::Map<Vector<T>>(column_sums, m) = fk.colwise().sum().transpose();
+    return;
+  }
   carry.raise_shift(fk.maxCoeff());
   if (carry.shift == neg_inf) {  // no visible key yet (e.g. leading padding): weights exp(-inf) = 0
     fk.setZero();                // (left at -inf, (-inf) * 0 in the key sums would be NaN)
     return;
   }
-  for (Index j = 0; j < n; ++j) fk.row(j) = fk.row(j).unaryExpr(ShiftedExp<T>{carry.shift});
+  for (Index j = 0; j < n; ++j)
+    if (column_sums != nullptr)
+      exp_shifted_fast_inplace<T, true>(&fk(j, 0), m, carry.shift, column_sums);
+    else
+      exp_shifted_fast_inplace(&fk(j, 0), m, carry.shift);
 }
 
 }  // namespace fastattn::detail

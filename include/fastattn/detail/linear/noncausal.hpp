@@ -9,6 +9,7 @@
 #include "fastattn/detail/common/eigen_threads.hpp"
 #include "fastattn/detail/linear/chunk.hpp"
 #include "fastattn/detail/linear/rows.hpp"
+#include "fastattn/detail/simd/gemm_kernel.hpp"
 #include "fastattn/options.hpp"
 
 namespace fastattn::detail {
@@ -19,10 +20,15 @@ template <class T>
 void accumulate_key_sums(const FeatureMap<T>& key_map, const ConstMatRef<T>& k,
                          const ConstMatRef<T>& v, const KeyMask& padding, Index chunk,
                          LinearCarry<T>& carry, LinearWorkspace<T>& ws, T input_factor) {
+  const Index dv = v.cols();
   for (Index c0 = 0; c0 < k.rows(); c0 += chunk) {
     const Index n = std::min(chunk, k.rows() - c0);
-    key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor);
-    carry.sums.noalias() += ws.fk.topRows(n).transpose() * ws.v1.topRows(n);
+    // The ones column of [V, 1] (1, or 0 for a padded key, whose features are 0 too) is the
+    // chunk's feature sums, taken in the exponential pass instead of by a GEMV over phi(K_c).
+    ws.feature_sums.setZero();
+    key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor, ws.feature_sums.data());
+    gemm_transposed<T, true>(ws.fk.topRows(n), ws.v1(n).leftCols(dv), carry.sums.leftCols(dv));
+    carry.sums.col(dv) += ws.feature_sums;
     for (Index j = 0; j < n; ++j) carry.contributing += !is_padded(padding, c0 + j);
   }
 }
@@ -35,11 +41,15 @@ LinearStats read_out_queries(const FeatureMap<T>& query_map, const QueryHeads<T>
   LinearStats stats;
   const Index nq = heads.rows();
   const T mass = static_cast<T>(carry.contributing);  // every query sees every visible key
+  const Index dv = carry.sums.cols() - 1;
+  auto sums = ws.sums_rows.leftCols(dv);  // aligned rows for the product
+  sums = carry.sums.leftCols(dv);
+  ws.feature_sums = carry.sums.col(dv);  // the denominators' weights, contiguous
   for (Index g = 0; g < heads.count; ++g)
     for (Index i0 = 0; i0 < nq; i0 += chunk) {
       const Index n = std::min(chunk, nq - i0);
-      query_features(query_map, heads.q[g], i0, n, ws, input_factor);
-      ws.r.topRows(n).noalias() = ws.fq.topRows(n) * carry.sums;
+      query_features(query_map, heads.q[g], i0, n, ws, input_factor, ws.feature_sums.data());
+      gemm_rows<T, false>(ws.fq.topRows(n), sums, ws.r.topLeftCorner(n, dv));
       for (Index i = 0; i < n; ++i)
         stats.guarded_rows += finish_row(ws.r.row(i), heads.out[g].row(i0 + i), mass, den_eps);
     }
