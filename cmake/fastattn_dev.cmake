@@ -4,6 +4,8 @@
 option(FASTATTN_WERROR "Treat warnings in fastattn's own targets as errors" OFF)
 set(FASTATTN_SANITIZE "" CACHE STRING
     "Sanitizers for fastattn's own targets, e.g. address,undefined or thread (empty = none)")
+set(FASTATTN_SANITIZE_EXCLUDE "" CACHE STRING
+    "Checks left out of FASTATTN_SANITIZE, e.g. null,alignment (-fno-sanitize=...; empty = none)")
 option(FASTATTN_NATIVE "Compile fastattn's own targets with -march=native" OFF)
 
 if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
@@ -28,6 +30,9 @@ function(fastattn_configure_target target)
     target_compile_options(${target} PRIVATE -fsanitize=${FASTATTN_SANITIZE}
                            -fno-omit-frame-pointer -fno-sanitize-recover=all)
     target_link_options(${target} PRIVATE -fsanitize=${FASTATTN_SANITIZE})
+    if(FASTATTN_SANITIZE_EXCLUDE)  # after -fsanitize=, which would otherwise turn them back on
+      target_compile_options(${target} PRIVATE -fno-sanitize=${FASTATTN_SANITIZE_EXCLUDE})
+    endif()
   endif()
 endfunction()
 
