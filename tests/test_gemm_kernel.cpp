@@ -48,8 +48,8 @@ void expect_product(const RowMatrix<T>& before, const RowMatrix<T>& after, Index
       const Index flat = i * stride + j - 1;  // offset from the view's first element
       const Index vi = flat / stride, vj = flat % stride;
       if (flat < 0 || vi >= rows || vj >= cols) {
-        ASSERT_EQ(after(i, j), before(i, j)) << "cell outside the view written: (" << i << ", "
-                                             << j << ")";
+        ASSERT_EQ(after(i, j), before(i, j))
+            << "cell outside the view written: (" << i << ", " << j << ")";
         continue;
       }
       long double exact = 0, magnitude = 0;
@@ -73,7 +73,8 @@ TYPED_TEST(GemmKernelTest, RowsMatchesTheReference) {
     for (Index depth : {0, 1, 5, 64, 130})
       for (Index cols : {1, 3, 15, 16, 17, 33, 65, 100})
         for (bool accumulate : {false, true}) {
-          const std::uint64_t seed = std::uint64_t(rows * 10007 + depth * 101 + cols * 3 + accumulate);
+          const std::uint64_t seed =
+              std::uint64_t(rows * 10007 + depth * 101 + cols * 3 + accumulate);
           OffsetView<T> a(rows, depth, seed), c(rows, cols, seed + 1);
           const RowMatrix<T> b = test::random_matrix<T>(depth, cols, seed + 2);
           const RowMatrix<T> before = c.buffer;
@@ -82,8 +83,9 @@ TYPED_TEST(GemmKernelTest, RowsMatchesTheReference) {
           else
             detail::gemm_rows<T, false>(a.view(), b, c.view());
           const auto av = a.view();
-          expect_product<T>(before, c.buffer, rows, cols,
-                            [&](Index i, Index k) { return av(i, k); }, b, accumulate);
+          expect_product<T>(
+              before, c.buffer, rows, cols, [&](Index i, Index k) { return av(i, k); }, b,
+              accumulate);
           ++cases;
         }
   EXPECT_EQ(cases, 6 * 5 * 8 * 2);
@@ -96,7 +98,8 @@ TYPED_TEST(GemmKernelTest, TransposedMatchesTheReference) {
     for (Index depth : {0, 1, 5, 64, 130})
       for (Index cols : {1, 3, 16, 17, 33, 65})
         for (bool accumulate : {false, true}) {
-          const std::uint64_t seed = std::uint64_t(rows * 7919 + depth * 97 + cols * 5 + accumulate);
+          const std::uint64_t seed =
+              std::uint64_t(rows * 7919 + depth * 97 + cols * 5 + accumulate);
           OffsetView<T> at(depth, rows, seed), c(rows, cols, seed + 1);
           const RowMatrix<T> b = test::random_matrix<T>(depth, cols, seed + 2);
           const RowMatrix<T> before = c.buffer;
@@ -105,8 +108,9 @@ TYPED_TEST(GemmKernelTest, TransposedMatchesTheReference) {
           else
             detail::gemm_transposed<T, false>(at.view(), b, c.view());
           const auto atv = at.view();
-          expect_product<T>(before, c.buffer, rows, cols,
-                            [&](Index i, Index k) { return atv(k, i); }, b, accumulate);
+          expect_product<T>(
+              before, c.buffer, rows, cols, [&](Index i, Index k) { return atv(k, i); }, b,
+              accumulate);
           ++cases;
         }
   EXPECT_EQ(cases, 7 * 5 * 6 * 2);

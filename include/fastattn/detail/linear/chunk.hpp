@@ -86,7 +86,8 @@ void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index 
   for (Index i = 0; i < n; ++i) {
     const T shift = fq.row(i).maxCoeff();
     if (key_mass != nullptr)
-      ws.r(i, den) = exp_shifted_fast_inplace<T, false, true>(&fq(i, 0), m, shift, nullptr, key_mass);
+      ws.r(i, den) =
+          exp_shifted_fast_inplace<T, false, true>(&fq(i, 0), m, shift, nullptr, key_mass);
     else
       exp_shifted_fast_inplace(&fq(i, 0), m, shift);
   }
@@ -114,7 +115,8 @@ void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const Const
     }
   const Index m = fk.cols();
   if (!map.log_domain()) {
-    if (column_sums != nullptr) Eigen::Map<Vector<T>>(column_sums, m) = fk.colwise().sum().transpose();
+    if (column_sums != nullptr)
+      Eigen::Map<Vector<T>>(column_sums, m) = fk.colwise().sum().transpose();
     return;
   }
   carry.raise_shift(fk.maxCoeff());

@@ -16,6 +16,7 @@
 /// a single column into a GEMV; so do the rows of a transposed A beyond its last whole group.
 
 #include <algorithm>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -105,12 +106,12 @@ void gemm_rows(const ConstMatRef<T>& a, const ConstMatRef<T>& b, MatRef<T> c) {
   }
   const T* row[R];
   auto group = [&](Index r0) {
-    for (int r = 0; r < R; ++r) row[r] = a.data() + std::min<Index>(r0 + r, rows - 1) * a.outerStride();
+    for (int r = 0; r < R; ++r)
+      row[r] = a.data() + std::min<Index>(r0 + r, rows - 1) * a.outerStride();
     return GemmRowsA<T>{row};
   };
-  const Index vec = gemm_packet_columns<T, kAccumulate>(group, rows, depth, b.data(),
-                                                        b.outerStride(), c.data(),
-                                                        c.outerStride(), cols);
+  const Index vec = gemm_packet_columns<T, kAccumulate>(
+      group, rows, depth, b.data(), b.outerStride(), c.data(), c.outerStride(), cols);
   if (vec == cols) return;
   if constexpr (kAccumulate)
     c.rightCols(cols - vec).noalias() += a * b.rightCols(cols - vec);
@@ -131,9 +132,8 @@ void gemm_transposed(const ConstMatRef<T>& at, const ConstMatRef<T>& b, MatRef<T
   }
   const Index whole = rows / R * R;  // rows in whole groups
   auto group = [&](Index r0) { return GemmTransposedA<T>{at.data() + r0, at.outerStride()}; };
-  const Index vec = gemm_packet_columns<T, kAccumulate>(group, whole, depth, b.data(),
-                                                        b.outerStride(), c.data(),
-                                                        c.outerStride(), cols);
+  const Index vec = gemm_packet_columns<T, kAccumulate>(
+      group, whole, depth, b.data(), b.outerStride(), c.data(), c.outerStride(), cols);
   auto eigen_part = [&](Index r0, Index nr, Index c0, Index nc) {
     auto dst = c.block(r0, c0, nr, nc);
     const auto product = at.middleCols(r0, nr).transpose() * b.middleCols(c0, nc);

@@ -36,7 +36,8 @@ void transpose_into(const T* src, Index lds, Index rows, Index cols, T* dst, Ind
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-        for (Index r = 0; r < lanes; ++r) block.packet[r] = ploadu<Packet>(src + (i0 + r) * lds + j0);
+        for (Index r = 0; r < lanes; ++r)
+          block.packet[r] = ploadu<Packet>(src + (i0 + r) * lds + j0);
         ptranspose(block);
         for (Index r = 0; r < lanes; ++r) pstoreu(dst + (j0 + r) * ldd + i0, block.packet[r]);
       }
