@@ -53,13 +53,13 @@ struct LinearMethodAccess {
 };
 
 /// Base of a random-feature attention method. Derived provides:
-///   static constexpr const char* kName;                 // "Favor", "Rfa": prefixes messages
-///   void draw(std::uint64_t seed);                      // draws a projection, calls
-///   set_projection const FeatureMap<T>& query_map() const, key_map() const;  // maps of the
-///   default call LinearOptions linear_options() const; bool fixed_maps(const AttentionOptions&)
-///   const;     // the maps above serve this call T input_factor(const AttentionOptions&) const; //
-///   per-call factor on the inputs void forward(q, k, v, out, opt) const;              // the
-///   method's own forward
+///   static constexpr const char* kName;             // "Favor", "Rfa": prefixes messages
+///   void draw(std::uint64_t seed);                  // draws a projection, calls set_projection
+///   const FeatureMap<T>& query_map() const, key_map() const;  // maps of the default call
+///   LinearOptions linear_options() const;
+///   bool fixed_maps(const AttentionOptions&) const;  // the maps above serve this call
+///   T input_factor(const AttentionOptions&) const;   // per-call factor on the inputs
+///   void forward(q, k, v, out, opt) const;           // the method's own forward
 ///
 /// Thread safety: const members may be called concurrently; redraw() may not run concurrently
 /// with anything else on the same object.
