@@ -41,8 +41,6 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
   key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor);
   auto fk = ws.fk.topRows(n);
   auto v1 = ws.v1(n);
-  auto fkt = ws.fkt.leftCols(n);  // the scores' right-hand side, [M, n]
-  transpose_into(fk.data(), fk.outerStride(), n, fk.cols(), fkt.data(), fkt.outerStride());
   auto gam = ws.gam.head(n);            // gated: gam_t = sum_{c0 <= l <= t} log g_l
   auto weight = ws.key_weight.head(n);  // gated: 1 - g_j
   if constexpr (Gating::gated) {
@@ -63,6 +61,9 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
 
   const Index nq = heads.rows();
   const Index i0 = std::max<Index>(0, c0 - delta), i1 = std::min<Index>(nq, c0 + n - delta);
+  auto fkt = ws.fkt.leftCols(n);  // the scores' right-hand side, [M, n]: only when scores are due
+  if (heads.count > 0 && i1 > i0)  // (a fold without queries, e.g. fold_keys, skips it)
+    transpose_into(fk.data(), fk.outerStride(), n, fk.cols(), fkt.data(), fkt.outerStride());
   for (Index g = 0; g < heads.count && i1 > i0; ++g) {
     const Index nqc = i1 - i0, t0 = i0 + delta - c0;  // query i0 sits at chunk offset t0
     query_features(query_map, heads.q[g], i0, nqc, ws, input_factor);
