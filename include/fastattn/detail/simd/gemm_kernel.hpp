@@ -92,6 +92,24 @@ Index gemm_packet_columns(const GroupOf& group, Index rows, Index depth, const T
   return vec;
 }
 
+/// A product with no rows, columns or depth: c (+)= 0. True when it was one, so the drivers do no
+/// pointer arithmetic on empty operands (whose data may be null).
+template <bool kAccumulate, class C>
+bool empty_product(Index rows, Index depth, Index cols, C& c) {
+  if (rows > 0 && depth > 0 && cols > 0) return false;
+  if constexpr (!kAccumulate) c.setZero();
+  return true;
+}
+
+/// dst (+)= product by Eigen: the edges the kernels leave to it.
+template <bool kAccumulate, class Dst, class Product>
+void eigen_edge(Dst dst, const Product& product) {
+  if constexpr (kAccumulate)
+    dst.noalias() += product;
+  else
+    dst.noalias() = product;
+}
+
 /// c (+)= a b, all row-major (c must not alias a or b). Rows of a partial last group are
 /// clamped to the last row (computed twice, written once).
 template <class T, bool kAccumulate>
@@ -99,11 +117,7 @@ void gemm_rows(const ConstMatRef<T>& a, const ConstMatRef<T>& b, MatRef<T> c) {
   constexpr int R = RegisterTile<T>::kRows;
   const Index rows = a.rows(), depth = a.cols(), cols = b.cols();
   eigen_assert(b.rows() == depth && c.rows() == rows && c.cols() == cols);
-  if (rows == 0 || cols == 0) return;
-  if (depth == 0) {  // (empty operands may have null data: no pointer arithmetic on them)
-    if constexpr (!kAccumulate) c.setZero();
-    return;
-  }
+  if (empty_product<kAccumulate>(rows, depth, cols, c)) return;
   const T* row[R];
   auto group = [&](Index r0) {
     for (int r = 0; r < R; ++r)
@@ -112,11 +126,7 @@ void gemm_rows(const ConstMatRef<T>& a, const ConstMatRef<T>& b, MatRef<T> c) {
   };
   const Index vec = gemm_packet_columns<T, kAccumulate>(
       group, rows, depth, b.data(), b.outerStride(), c.data(), c.outerStride(), cols);
-  if (vec == cols) return;
-  if constexpr (kAccumulate)
-    c.rightCols(cols - vec).noalias() += a * b.rightCols(cols - vec);
-  else
-    c.rightCols(cols - vec).noalias() = a * b.rightCols(cols - vec);
+  if (vec < cols) eigen_edge<kAccumulate>(c.rightCols(cols - vec), a * b.rightCols(cols - vec));
 }
 
 /// c (+)= at^T b, all row-major (c must not alias at or b): the key sums phi(K)^T [V, 1].
@@ -125,25 +135,16 @@ void gemm_transposed(const ConstMatRef<T>& at, const ConstMatRef<T>& b, MatRef<T
   constexpr int R = RegisterTile<T>::kRows;
   const Index depth = at.rows(), rows = at.cols(), cols = b.cols();
   eigen_assert(b.rows() == depth && c.rows() == rows && c.cols() == cols);
-  if (rows == 0 || cols == 0) return;
-  if (depth == 0) {
-    if constexpr (!kAccumulate) c.setZero();
-    return;
-  }
+  if (empty_product<kAccumulate>(rows, depth, cols, c)) return;
   const Index whole = rows / R * R;  // rows in whole groups
   auto group = [&](Index r0) { return GemmTransposedA<T>{at.data() + r0, at.outerStride()}; };
   const Index vec = gemm_packet_columns<T, kAccumulate>(
       group, whole, depth, b.data(), b.outerStride(), c.data(), c.outerStride(), cols);
-  auto eigen_part = [&](Index r0, Index nr, Index c0, Index nc) {
-    auto dst = c.block(r0, c0, nr, nc);
-    const auto product = at.middleCols(r0, nr).transpose() * b.middleCols(c0, nc);
-    if constexpr (kAccumulate)
-      dst.noalias() += product;
-    else
-      dst.noalias() = product;
-  };
-  if (vec < cols) eigen_part(0, whole, vec, cols - vec);
-  if (whole < rows) eigen_part(whole, rows - whole, 0, cols);
+  if (vec < cols)
+    eigen_edge<kAccumulate>(c.block(0, vec, whole, cols - vec),
+                            at.leftCols(whole).transpose() * b.rightCols(cols - vec));
+  if (whole < rows)
+    eigen_edge<kAccumulate>(c.bottomRows(rows - whole), at.rightCols(rows - whole).transpose() * b);
 }
 
 }  // namespace fastattn::detail
