@@ -1,6 +1,6 @@
 // Tests of detail/simd/sincos.hpp: the joint sin/cos of the trig features against std::sin and
 // std::cos in double (moderate and reduced-range arguments, the large-argument fallback mixed with
-// small arguments in one packet, NaN and infinity, in-place use).
+// small arguments in one packet, NaN and infinity, in-place use, the folded scale).
 
 #include "fastattn/features.hpp"
 
@@ -122,6 +122,27 @@ TYPED_TEST(SincosTest, CosineMayOverwriteTheInput) {
     EXPECT_NEAR(double(buf[j]), std::cos(double(xs[j])), this->tol);
     EXPECT_NEAR(double(buf[37 + j]), std::sin(double(xs[j])), this->tol);
   }
+}
+
+TYPED_TEST(SincosTest, ScaleMultipliesEachArgumentFirst) {
+  // The trig features fold the row factor 1/|x| into the pass: sincos(x, ..., scale) must equal
+  // sincos of the rounded products scale * x, in the vector body, the large-argument fallback and
+  // the scalar tail alike (a large argument in the middle, n not a multiple of any packet width).
+  using T = TypeParam;
+  const T scale = static_cast<T>(0.3183);
+  std::vector<T> xs, scaled;
+  for (int i = 0; i < 1003; ++i) xs.push_back(static_cast<T>(0.731 * (i - 501)));
+  xs[300] = static_cast<T>(4 * this->max_reduced / double(scale));  // scaled: beyond the range
+  for (T x : xs) scaled.push_back(scale * x);
+  const Index n = static_cast<Index>(xs.size());
+  std::vector<T> c(xs.size()), s(xs.size()), c_ref(xs.size()), s_ref(xs.size());
+  detail::sincos(xs.data(), c.data(), s.data(), n, scale);
+  detail::sincos(scaled.data(), c_ref.data(), s_ref.data(), n);
+  for (size_t j = 0; j < xs.size(); ++j) {
+    ASSERT_EQ(c[j], c_ref[j]) << "at x = " << xs[j];
+    ASSERT_EQ(s[j], s_ref[j]) << "at x = " << xs[j];
+  }
+  EXPECT_TRUE(this->accurate(scaled, this->tol));
 }
 
 }  // namespace

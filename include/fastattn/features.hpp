@@ -229,7 +229,7 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
         h = T(0.5) * weighted * factor * factor;
       }
     }
-    if (factor != T(1)) ui *= factor;
+    if (factor != T(1) && kind_ != FeatureKind::Trig) ui *= factor;  // Trig: in its sincos pass
     switch (kind_) {
       case FeatureKind::Positive:
         ui.array() -= h;
@@ -242,7 +242,7 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
         ui.array() -= h;
         break;
       case FeatureKind::Trig:
-        detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m);
+        detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m, factor);
         break;
       case FeatureKind::Relu:
         ui = (ui.array().max(T(0)) + eps).matrix();

@@ -3,12 +3,17 @@
 /// Vectorized joint sine and cosine for float and double (Eigen 3.4 vectorizes only float sin/cos,
 /// and separately: the range reduction would be done twice).
 ///
-/// Method: k = round(x * 2/pi); r = x - k*pi/2 with pi/2 split in three parts (Cody-Waite), so r is
+/// Method: k = round(x * 2/pi) by adding a "magic" 1.5 * 2^(mantissa bits), which leaves k in the
+/// low bits of the sum; r = x - k*pi/2 with pi/2 split in three parts (Cody-Waite), so r is
 /// exact to a few ulps for |x| <= kMaxReduced; minimax polynomials for sin and cos on [-pi/4, pi/4]
-/// (the Cephes coefficients); the quadrant k mod 4 swaps and negates. Larger |x| (rare: features
+/// (the Cephes coefficients); the quadrant k mod 4 swaps and negates (in float, read from those
+/// low bits and applied to the sign bits). Larger |x| (rare: features
 /// are projections of normalized or scaled inputs) fall back to std::sin/std::cos per element.
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -71,9 +76,55 @@ inline void sincos_scalar(T x, T& s, T& c) {
   c = (quadrant == 1 || quadrant == 2) ? -cv : cv;
 }
 
-/// For j in [0, n): cos_out[j] = cos(x[j]), sin_out[j] = sin(x[j]). cos_out may alias x (in place).
+namespace sincos_detail {
+
+/// The quadrant k mod 4 of the reduction, applied to sin r and cos r: k odd swaps them; sin is
+/// negated for k mod 4 in {2, 3}, cos for {1, 2}. `t` is the rounding sum magic + k (k in its low
+/// mantissa bits, two's complement), `k` the integer k as T.
+/// float: from the bits of t (k mod 4 = t's two lowest bits, signs by exclusive or), on the
+/// packet's integer twin. double (Eigen 3.4 has no 64-bit integer packets on x86), and any ISA
+/// without the twin: from k in floating point.
+template <class Packet, class = void>
+struct HasIntegerPacket : std::false_type {};
+template <class Packet>
+struct HasIntegerPacket<Packet,
+                        std::void_t<decltype(sizeof(
+                            typename Eigen::internal::unpacket_traits<Packet>::integer_packet))>>
+    : std::true_type {};
+
+template <class Packet>
+EIGEN_STRONG_INLINE void apply_quadrant(const Packet& t, const Packet& k, const Packet& sin_r,
+                                        const Packet& cos_r, Packet& s, Packet& c) {
+  using namespace Eigen::internal;
+  using T = typename unpacket_traits<Packet>::type;
+  if constexpr (std::is_same_v<T, float> && HasIntegerPacket<Packet>::value) {
+    using PacketI = typename unpacket_traits<Packet>::integer_packet;
+    const PacketI bits = preinterpret<PacketI>(t), one = pset1<PacketI>(1);
+    const PacketI sign = pset1<PacketI>(std::int32_t(0x80000000u));
+    const Packet odd = preinterpret<Packet>(pcmp_eq(pand(bits, one), one));
+    // bit 1 of k (resp. k + 1), moved to the sign bit
+    const PacketI sin_sign = pand(plogical_shift_left<30>(bits), sign);
+    const PacketI cos_sign = pand(plogical_shift_left<30>(padd(bits, one)), sign);
+    s = pxor(pselect(odd, cos_r, sin_r), preinterpret<Packet>(sin_sign));
+    c = pxor(pselect(odd, sin_r, cos_r), preinterpret<Packet>(cos_sign));
+  } else {
+    const Packet one = pset1<Packet>(T(1)), two = pset1<Packet>(T(2));
+    const Packet q = psub(k, pmul(pset1<Packet>(T(4)), pfloor(pmul(k, pset1<Packet>(T(0.25))))));
+    const Packet odd = pcmp_eq(psub(q, pmul(two, pfloor(pmul(q, pset1<Packet>(T(0.5)))))), one);
+    const Packet sv = pselect(odd, cos_r, sin_r), cv = pselect(odd, sin_r, cos_r);
+    const Packet sin_neg = pcmp_le(two, q);                                         // q in {2, 3}
+    const Packet cos_neg = pand(pcmp_le(one, q), pcmp_lt(q, pset1<Packet>(T(3))));  // q in {1, 2}
+    s = pselect(sin_neg, pnegate(sv), sv);
+    c = pselect(cos_neg, pnegate(cv), cv);
+  }
+}
+
+}  // namespace sincos_detail
+
+/// For j in [0, n): cos_out[j] = cos(scale x[j]), sin_out[j] = sin(scale x[j]). cos_out may alias
+/// x (in place). `scale` folds a row factor into this pass (the trig features' 1/|x|).
 template <class T>
-void sincos(const T* x, T* cos_out, T* sin_out, Index n) {
+void sincos(const T* x, T* cos_out, T* sin_out, Index n, T scale = T(1)) {
   Index j = 0;
 #ifndef EIGEN_DONT_VECTORIZE
   using K = SincosConstants<T>;
@@ -82,41 +133,41 @@ void sincos(const T* x, T* cos_out, T* sin_out, Index n) {
       Eigen::internal::packet_traits<T>::size;  // (not unpacket_traits: GCC warns)
   if constexpr (lanes > 1) {
     using namespace Eigen::internal;
-    const Packet two_over_pi = pset1<Packet>(K::two_over_pi), pio2_hi = pset1<Packet>(K::pio2_hi),
-                 pio2_mid = pset1<Packet>(K::pio2_mid), pio2_lo = pset1<Packet>(K::pio2_lo),
-                 limit = pset1<Packet>(K::max_reduced), one = pset1<Packet>(T(1)),
-                 half = pset1<Packet>(T(0.5)), two = pset1<Packet>(T(2)),
-                 four = pset1<Packet>(T(4)), quarter = pset1<Packet>(T(0.25));
+    // magic = 1.5 * 2^mantissa bits: adding it rounds to an integer, left in the low bits.
+    constexpr T magic = T(1.5) * T(std::uint64_t(1) << (std::numeric_limits<T>::digits - 1));
+    const Packet two_over_pi = pset1<Packet>(K::two_over_pi), magic_p = pset1<Packet>(magic),
+                 neg_pio2_hi = pset1<Packet>(-K::pio2_hi),
+                 neg_pio2_mid = pset1<Packet>(-K::pio2_mid),
+                 neg_pio2_lo = pset1<Packet>(-K::pio2_lo), limit = pset1<Packet>(K::max_reduced),
+                 one = pset1<Packet>(T(1)), half = pset1<Packet>(T(0.5)), sc = pset1<Packet>(scale);
     for (; j + lanes <= n; j += lanes) {
-      const Packet xv = ploadu<Packet>(x + j);
+      const Packet xv = pmul(ploadu<Packet>(x + j), sc);
       if (predux_any(pcmp_lt(limit, pabs(xv)))) {  // rare: some lane needs the slow path (NaN: not)
-        for (Index t = 0; t < lanes; ++t) sincos_scalar(x[j + t], sin_out[j + t], cos_out[j + t]);
+        for (Index t = 0; t < lanes; ++t)
+          sincos_scalar(scale * x[j + t], sin_out[j + t], cos_out[j + t]);
         continue;
       }
-      const Packet k = print(pmul(xv, two_over_pi));  // nearest integer; |k| < 2^13 / 2^20
-      Packet r = psub(xv, pmul(k, pio2_hi));
-      r = psub(r, pmul(k, pio2_mid));
-      r = psub(r, pmul(k, pio2_lo));
+      const Packet t = pmadd(xv, two_over_pi, magic_p);  // magic + k, k = round(x 2/pi)
+      const Packet k = psub(t, magic_p);                 // |k| < 2^13 / 2^20: exact
+      Packet r = pmadd(k, neg_pio2_hi, xv);
+      r = pmadd(k, neg_pio2_mid, r);
+      r = pmadd(k, neg_pio2_lo, r);
       const Packet z = pmul(r, r);
       Packet ps = pset1<Packet>(K::sin_coef[0]), pc = pset1<Packet>(K::cos_coef[0]);
-      for (std::size_t t = 1; t < std::size(K::sin_coef); ++t)
-        ps = pmadd(ps, z, pset1<Packet>(K::sin_coef[t]));
-      for (std::size_t t = 1; t < std::size(K::cos_coef); ++t)
-        pc = pmadd(pc, z, pset1<Packet>(K::cos_coef[t]));
+      for (std::size_t i = 1; i < std::size(K::sin_coef); ++i)
+        ps = pmadd(ps, z, pset1<Packet>(K::sin_coef[i]));
+      for (std::size_t i = 1; i < std::size(K::cos_coef); ++i)
+        pc = pmadd(pc, z, pset1<Packet>(K::cos_coef[i]));
       const Packet sin_r = pmadd(pmul(r, z), ps, r);
       const Packet cos_r = pmadd(pmul(z, z), pc, psub(one, pmul(half, z)));
-      // quadrant q = k mod 4 in [0, 4), computed in floating point (exact for these k).
-      const Packet q = psub(k, pmul(four, pfloor(pmul(k, quarter))));
-      const Packet odd = pcmp_eq(psub(q, pmul(two, pfloor(pmul(q, half)))), one);
-      const Packet sv = pselect(odd, cos_r, sin_r), cv = pselect(odd, sin_r, cos_r);
-      const Packet sin_neg = pcmp_le(two, q);                                         // q in {2, 3}
-      const Packet cos_neg = pand(pcmp_le(one, q), pcmp_lt(q, pset1<Packet>(T(3))));  // q in {1, 2}
-      pstoreu(sin_out + j, pselect(sin_neg, pnegate(sv), sv));
-      pstoreu(cos_out + j, pselect(cos_neg, pnegate(cv), cv));
+      Packet sv, cv;
+      sincos_detail::apply_quadrant(t, k, sin_r, cos_r, sv, cv);
+      pstoreu(sin_out + j, sv);
+      pstoreu(cos_out + j, cv);
     }
   }
 #endif
-  for (; j < n; ++j) sincos_scalar(x[j], sin_out[j], cos_out[j]);
+  for (; j < n; ++j) sincos_scalar(scale * x[j], sin_out[j], cos_out[j]);
 }
 
 }  // namespace fastattn::detail
