@@ -195,12 +195,7 @@ void exp_panel(T* tile, Index p, GroupSoftmax<T>& sm, GroupReference<T>& gr) {
       gr.ref[r] = row_max;
       sm.set_reference(r, row_max);
     }
-    const Packet log2e = pset1<Packet>(kLog2e<T>), shift = pset1<Packet>(sm.shift[r]);
-    for (int c = 0; c < C; c += L) {
-      const Packet e = pexp2<T>(pmul(psub(pload<Packet>(row + c), shift), log2e));
-      pstore(row + c, e);
-      sm.sum[r] = padd(sm.sum[r], e);
-    }
+    for (int c = 0; c < C; c += L) pstore(row + c, weight_packet<T>(pload<Packet>(row + c), r, sm));
   }
 }
 

@@ -14,6 +14,7 @@
 /// peak instead of 97%); as separate functions the accumulators stay in registers. A call costs
 /// a few cycles against the >= 500 cycles of one tile.
 
+#include <algorithm>
 #include <limits>
 
 #include <Eigen/Core>
@@ -55,55 +56,57 @@ struct GroupSoftmax {
   }
 };
 
-/// The end of one score tile, shared by the float and the bfloat16 score kernels: the raw
-/// logits acc [R][P packets] of one panel; kAddRow adds add_row [C] (that panel's key mask and
-/// per-key bias); kExp turns them into weights into s [R][C] (see GroupSoftmax and score_tiles)
-/// unless a logit exceeds its row's limit, in which case it stores the logits and returns false.
-/// Always inlined, so the accumulators stay in the caller's registers.
-template <class T, bool kAddRow, bool kExp>
-EIGEN_ALWAYS_INLINE bool finish_score_tile(
+/// Adds add_row [C] (one panel's key mask and per-key bias) to every row of the logits acc.
+template <class T>
+EIGEN_ALWAYS_INLINE void add_key_row(
     typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets],
-    const T* add_row, T* s, GroupSoftmax<T>& sm) {
+    const T* add_row) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  typename Tile::Packet b[Tile::kPackets];
+  for (int p = 0; p < Tile::kPackets; ++p)
+    b[p] = pload<typename Tile::Packet>(add_row + p * Tile::kLanes);
+  for (int r = 0; r < Tile::kRows; ++r)
+    for (int p = 0; p < Tile::kPackets; ++p) acc[r][p] = padd(acc[r][p], b[p]);
+}
+
+/// Whether any logit of acc exceeds its row's limit (limit is finite or +inf, so no inf - inf).
+template <class T>
+EIGEN_ALWAYS_INLINE bool exceeds_limit(
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets],
+    const GroupSoftmax<T>& sm) {
   using namespace Eigen::internal;
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
-  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
-  if constexpr (kAddRow) {
-    Packet b[P];
-    for (int p = 0; p < P; ++p) b[p] = pload<Packet>(add_row + p * L);
-    for (int r = 0; r < R; ++r)
-      for (int p = 0; p < P; ++p) acc[r][p] = padd(acc[r][p], b[p]);
+  Packet excess = pset1<Packet>(std::numeric_limits<T>::lowest());
+  for (int r = 0; r < Tile::kRows; ++r) {
+    Packet m = acc[r][0];
+    for (int p = 1; p < Tile::kPackets; ++p) m = pmax(m, acc[r][p]);
+    excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
   }
-  if constexpr (kExp) {
-    // Any score above its row's limit? (limit is finite or +inf, so no inf - inf.)
-    Packet excess = psub(pmax(acc[0][0], acc[0][1]), pset1<Packet>(sm.limit[0]));
-    for (int r = 1; r < R; ++r) {
-      Packet m = acc[r][0];
-      for (int p = 1; p < P; ++p) m = pmax(m, acc[r][p]);
-      excess = pmax(excess, psub(m, pset1<Packet>(sm.limit[r])));
-    }
-    const Packet over = pcmp_lt(pset1<Packet>(T(0)), excess);
-    if (predux_any(over)) {  // rare: the caller raises the reference first
-      for (int r = 0; r < R; ++r)
-        for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
-      return false;
-    }
-    const Packet log2e = pset1<Packet>(kLog2e<T>);
-    for (int r = 0; r < R; ++r) {
-      const Packet shift = pset1<Packet>(sm.shift[r]);
-      Packet sum = sm.sum[r];
-      for (int p = 0; p < P; ++p) {
-        const Packet e = pexp2<T>(pmul(psub(acc[r][p], shift), log2e));
-        pstore(s + r * C + p * L, e);
-        sum = padd(sum, e);
-      }
-      sm.sum[r] = sum;
-    }
-  } else {
-    for (int r = 0; r < R; ++r)
-      for (int p = 0; p < P; ++p) pstore(s + r * C + p * L, acc[r][p]);
-  }
-  return true;
+  return predux_any(pcmp_lt(pset1<Packet>(T(0)), excess));
+}
+
+/// Stores the tile acc [R][P packets] to s [R][C].
+template <class T>
+EIGEN_ALWAYS_INLINE void store_tile(
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets],
+    T* s) {
+  using Tile = RegisterTile<T>;
+  for (int r = 0; r < Tile::kRows; ++r)
+    for (int p = 0; p < Tile::kPackets; ++p)
+      Eigen::internal::pstore(s + r * Tile::kCols + p * Tile::kLanes, acc[r][p]);
+}
+
+/// The weight e^(x - m) of a packet x of row r's logits (see GroupSoftmax), added to its sum.
+template <class T>
+EIGEN_ALWAYS_INLINE typename RegisterTile<T>::Packet weight_packet(
+    const typename RegisterTile<T>::Packet& x, int r, GroupSoftmax<T>& sm) {
+  using namespace Eigen::internal;
+  using Packet = typename RegisterTile<T>::Packet;
+  const Packet e = pexp2<T>(pmul(psub(x, pset1<Packet>(sm.shift[r])), pset1<Packet>(kLog2e<T>)));
+  sm.sum[r] = padd(sm.sum[r], e);
+  return e;
 }
 
 /// The queries of one group as score_tiles reads them: element (k, r) is query r's coordinate k.
@@ -120,14 +123,40 @@ struct GroupQueryRows {
   T operator()(Index k, int r) const { return row[r][k]; }
 };
 
+/// Reduction steps [k_begin, k_end) of one score tile: acc += Q[:, k] kp[k] (kp [depth][C]).
+template <class T, class Queries>
+EIGEN_ALWAYS_INLINE void score_steps(
+    const Queries& q, const T* kp, Index k_begin, Index k_end,
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets]) {
+  using namespace Eigen::internal;
+  using Tile = RegisterTile<T>;
+  using Packet = typename Tile::Packet;
+  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
+  for (Index k = k_begin; k < k_end; ++k) {
+    Packet b[P];
+    for (int p = 0; p < P; ++p) b[p] = pload<Packet>(kp + k * C + p * L);
+    for (int r = 0; r < R; ++r) {
+      const Packet a = pset1<Packet>(q(k, r));
+      for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
+    }
+  }
+}
+
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
 /// s_p [R, C] = Q kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. `q`
 /// gives the group's scaled queries (PackedGroupQueries or GroupQueryRows); kp the panels, each
 /// [depth][C] (keys transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row
 /// [panels * C] (key mask and per-key bias) to every row. kExp: turns the logits into weights
-/// (see GroupSoftmax) while they are in registers and adds them to sm.sum; stops at the first
-/// panel where a score exceeds its row's limit, leaving that panel's raw scores in s. Returns the
-/// number of panels turned into weights (`panels` unless it stopped; 0 without kExp).
+/// (see GroupSoftmax) and adds them to sm.sum; stops at the first panel where a score exceeds its
+/// row's limit, leaving that panel's raw scores in s. Returns the number of panels turned into
+/// weights (`panels` unless it stopped; 0 without kExp).
+///
+/// Software-pipelined with kExp: panel p's logits are stored, and turned into weights one packet
+/// at a time between the reduction steps of panel p + 1 (the last panel's after the loop). The
+/// exponentials then sit among the FMAs of the next product, where the out-of-order core fills
+/// the FMA pipes with both; computed right after their own product, they mostly ran alone.
+/// Measured for one group against a 256-key block (D = 64, float, AVX-512): the score pass went
+/// from 82.6% to 87.8% of the FMA peak (98.6% without the exponentials).
 template <class T, bool kAddRow, bool kExp, class Queries>
 EIGEN_DONT_INLINE Index score_tiles_of(const Queries& q, const T* kp, Index depth, Index panels,
                                        const T* add_row, T* s, GroupSoftmax<T>& sm) {
@@ -135,21 +164,37 @@ EIGEN_DONT_INLINE Index score_tiles_of(const Queries& q, const T* kp, Index dept
   using Tile = RegisterTile<T>;
   using Packet = typename Tile::Packet;
   constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
-  for (Index panel = 0; panel < panels; ++panel, s += R * C) {
+  constexpr int kTilePackets = R * P;
+  // Reduction steps between two packets of the previous panel's weights.
+  const Index stride = std::max<Index>(1, depth / kTilePackets);
+  T* pending = nullptr;  // the previous panel's logits, still to be turned into weights
+  auto weights_of = [&sm](T* tile, int packet) {  // packet of the tile [R][C], row by row
+    T* x = tile + packet * L;
+    pstore(x, weight_packet<T>(pload<Packet>(x), packet / P, sm));
+  };
+  for (Index panel = 0; panel < panels; ++panel, s += R * C, kp += depth * C) {
     Packet acc[R][P];
     for (int r = 0; r < R; ++r)
       for (int p = 0; p < P; ++p) acc[r][p] = pset1<Packet>(T(0));
-    for (Index k = 0; k < depth; ++k, kp += C) {
-      Packet b[P];
-      for (int p = 0; p < P; ++p) b[p] = pload<Packet>(kp + p * L);
-      for (int r = 0; r < R; ++r) {
-        const Packet a = pset1<Packet>(q(k, r));
-        for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
+    Index k = 0;
+    if (kExp && pending) {
+      int packet = 0;
+      for (; packet < kTilePackets && k + stride <= depth; ++packet, k += stride) {
+        score_steps<T>(q, kp, k, k + stride, acc);
+        weights_of(pending, packet);
       }
+      for (; packet < kTilePackets; ++packet) weights_of(pending, packet);
     }
-    if (!finish_score_tile<T, kAddRow, kExp>(acc, kAddRow ? add_row + panel * C : nullptr, s, sm))
-      return panel;
+    score_steps<T>(q, kp, k, depth, acc);
+    if constexpr (kAddRow) add_key_row<T>(acc, add_row + panel * C);
+    store_tile<T>(acc, s);
+    if constexpr (kExp) {
+      if (exceeds_limit<T>(acc, sm)) return panel;  // rare: the caller raises the reference
+      pending = s;
+    }
   }
+  if (kExp && pending)
+    for (int packet = 0; packet < kTilePackets; ++packet) weights_of(pending, packet);
   return kExp ? panels : 0;
 }
 

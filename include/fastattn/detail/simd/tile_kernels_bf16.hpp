@@ -36,6 +36,32 @@ inline __m512bh load_bf16_pairs(const Eigen::bfloat16* p) {
   return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p));
 }
 
+/// The end of one score tile of score_tiles_bf16: the raw logits acc [R][P packets] of
+/// one panel; kAddRow adds add_row [C] (that panel's key mask and per-key bias); kExp turns them
+/// into weights into s [R][C] (see GroupSoftmax and score_tiles) unless a logit exceeds its row's
+/// limit, in which case it stores the logits and returns false. Always inlined, so the
+/// accumulators stay in the caller's registers.
+template <class T, bool kAddRow, bool kExp>
+EIGEN_ALWAYS_INLINE bool finish_score_tile(
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets],
+    const T* add_row, T* s, GroupSoftmax<T>& sm) {
+  using Tile = RegisterTile<T>;
+  if constexpr (kAddRow) add_key_row<T>(acc, add_row);
+  if constexpr (kExp) {
+    if (exceeds_limit<T>(acc, sm)) {  // rare: the caller raises the reference first
+      store_tile<T>(acc, s);
+      return false;
+    }
+    for (int r = 0; r < Tile::kRows; ++r)
+      for (int p = 0; p < Tile::kPackets; ++p)
+        Eigen::internal::pstore(s + r * Tile::kCols + p * Tile::kLanes,
+                                weight_packet<T>(acc[r][p], r, sm));
+  } else {
+    store_tile<T>(acc, s);
+  }
+  return true;
+}
+
 /// As score_tiles<float> on pairs: qp [pairs][R][2] holds the group's queries (bfloat16, not
 /// scaled), kp the panels, each [pairs][C][2]; the logits are scale q.k (the scale is applied to
 /// the float dot products, so it adds no bfloat16 rounding). Everything else (add_row, kExp, the
