@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "fastattn/detail/exact/packed_kernel.hpp"
 #include "fastattn/detail/exact/packed_kv.hpp"
 #include "fastattn/detail/simd/exp2.hpp"
 #include "fastattn/exact.hpp"
@@ -126,6 +127,46 @@ TYPED_TEST(ExactKernelTest, OddSizesAndCausalOffsets) {
         opt.causal = causal;
         this->check(q, k, v, opt, RowMatrix<T>(), tiling);
       }
+  }
+}
+
+TYPED_TEST(ExactKernelTest, DefaultKeyBlockIsTheLargestThatFitsTheCaches) {
+  // default_key_block: whole panels, at least 256 keys, and otherwise the largest block whose
+  // packed keys and values fit half of L2 and whose weight tile fits two thirds of L1.
+  using T = TypeParam;
+  using Tile = detail::RegisterTile<T>;
+  const Index l1 = Index(Eigen::l1CacheSize()), l2 = Index(Eigen::l2CacheSize());
+  for (Index d : {1, 16, 64, 100, 128, 256, 1024}) {
+    const Index stride = detail::packet_padded<T>(d);
+    const Index bc = detail::default_key_block<T>(d, stride);
+    SCOPED_TRACE(testing::Message() << "D = " << d << ", Bc = " << bc);
+    EXPECT_EQ(bc % Tile::kCols, 0);
+    EXPECT_GE(bc, 256);
+    const auto fits = [&](Index keys) {
+      return keys * (d + stride) * Index(sizeof(T)) <= l2 / 2 &&
+             keys * Tile::kRows * Index(sizeof(T)) <= l1 * 2 / 3;
+    };
+    if (bc > 256) {
+      EXPECT_TRUE(fits(bc));
+    }
+    EXPECT_FALSE(fits(bc + Tile::kCols));
+  }
+}
+
+TYPED_TEST(ExactKernelTest, DefaultTilingOverSeveralKeyBlocks) {
+  // The default tiling on a problem of two and a half default key blocks (its size depends on
+  // the caches) and one and a bit query blocks, with a per-key bias so the key row is added.
+  using T = TypeParam;
+  const Index d = 64, nk = 5 * detail::default_key_block<T>(d, d) / 2 + 13, nq = 200;
+  const auto q = random_matrix<T>(nq, d, 71), k = random_matrix<T>(nk, d, 72);
+  const auto v = random_matrix<T>(nk, d, 73);
+  const RowMatrix<T> key_bias = random_matrix<T>(1, nk, 74);
+  for (int causal = 0; causal < 2; ++causal) {
+    SCOPED_TRACE(causal ? "causal" : "non-causal");
+    AttentionOptions opt;
+    opt.causal = causal;
+    this->check(q, k, v, opt, RowMatrix<T>());
+    this->check(q, k, v, opt, key_bias);
   }
 }
 

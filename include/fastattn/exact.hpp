@@ -49,10 +49,11 @@ enum class CacheStorage {
 /// Configuration of Exact<T>.
 struct ExactOptions {
   ExactKernel kernel = ExactKernel::Blocked;
-  /// Query rows per block (Br) of the blocked kernel; 0 = default (96). Tuning only.
+  /// Query rows per block (Br) of the blocked kernel; 0 = default (192). Tuning only.
   Index block_q = 0;
   /// Keys per block (Bc) of the blocked kernel, rounded up to whole key panels (8 to 32 keys,
-  /// depending on the ISA); 0 = default (256). Tuning only.
+  /// depending on the ISA); 0 = default: from D, Dv and the cache sizes, at least 256
+  /// (docs/exact_kernel.md, "Blocking"). Tuning only.
   Index block_k = 0;
   /// Element type of the KV cache of the decoding states made by make_state().
   CacheStorage cache = CacheStorage::Element;

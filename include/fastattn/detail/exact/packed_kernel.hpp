@@ -32,21 +32,35 @@ namespace fastattn::detail {
 
 /// Tile sizes of the packed kernel (docs/exact_kernel.md, "Blocking").
 ///  - block_q (Br): query rows per block. The block's packed queries and output accumulator
-///    (Br (D + Dv) elements, 48 KiB for 96 rows at D = Dv = 64 in float) stay in L2 across all
+///    (Br (D + Dv) elements, 96 KiB for 192 rows at D = Dv = 64 in float) stay in L2 across all
 ///    key blocks, and each key block is read from L3 into L2 once per Br rows, i.e. Br / 2 flops
-///    per byte of L3 traffic (48 at Br = 96).
-///  - block_k (Bc): keys per block, rounded up to whole key panels. The block's keys and values
-///    (2 Bc D elements, 128 KiB at Bc = 256, D = 64 in float; 256 KiB at D = 128) stay in L2
-///    (1 MiB per core on the machines measured, 512 KiB to 2 MiB on current x86 and Arm cores)
-///    while every group of the query block passes over them; the weight tile of one group
-///    (R x Bc elements, 8 KiB) stays in L1. Larger Bc only amortizes the per-block work
-///    (starting and closing the online softmax of a group, the rescale of its accumulator).
-/// Cache sizes cannot be queried portably at compile time, so these are fixed constants chosen
-/// for L1 >= 32 KiB and L2 >= 512 KiB, and measured (bench/bench_kernels.cpp).
+///    per byte of L3 traffic (96 at Br = 192).
+///  - block_k (Bc): keys per block, rounded up to whole key panels; 0 = default_key_block().
 struct PackedBlocking {
-  Index block_q = 96;
-  Index block_k = 256;
+  Index block_q = 192;
+  Index block_k = 0;
 };
+
+/// The default key block Bc of the packed kernel: as many keys as let the block's packed keys
+/// and values (Bc (D + Dv) elements of S) fill half of L2, where every group of the query block
+/// reads them, and one group's weight tile (R x Bc elements of T, plus their bfloat16 copy with
+/// S = bfloat16) at most two thirds of L1, where the value tiles read it back; at least 256;
+/// whole panels. The cache sizes are Eigen's (Eigen::l1CacheSize, l2CacheSize: CPUID on x86,
+/// Eigen's defaults of 32 KiB and 256 KiB when it cannot tell, which give Bc = 256 at D = 64).
+/// Why: larger blocks amortize the per-block work of a group (starting and closing its online
+/// softmax, the rescale of its accumulator, the last panel's exponentials, which the pipelined
+/// score kernel cannot overlap) until the block no longer stays in L2 or the tile in L1.
+/// Measured (Zen 5, 48 KiB L1, 1 MiB L2; docs/exact_kernel.md §2): float D = 64 gets Bc = 1024,
+/// 3% faster than 256; D = 128 and double D = 64 get 512, 1.4% faster.
+template <class T, class S = T>
+Index default_key_block(Index dim, Index value_stride) {
+  constexpr Index R = RegisterTile<T>::kRows, C = RegisterTile<T>::kCols, kMinimum = 256;
+  constexpr Index tile_bytes_per_key =
+      R * Index(sizeof(T) + (std::is_same_v<S, T> ? 0 : sizeof(S)));
+  const Index by_l2 = Index(Eigen::l2CacheSize()) / 2 / ((dim + value_stride) * Index(sizeof(S)));
+  const Index by_l1 = Index(Eigen::l1CacheSize()) * 2 / 3 / tile_bytes_per_key;
+  return std::max(kMinimum, std::min(by_l2, by_l1)) / C * C;
+}
 
 /// Workspace of the packed kernel for one call.
 template <class T>
@@ -240,7 +254,9 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
   const bool finish_all = bias != nullptr || alibi != 0;  // every panel needs finish_scores
 
   const Index br = std::clamp<Index>(blocking.block_q, 1, std::max<Index>(nq, 1));
-  const Index block_panels = std::max<Index>(1, key_panels<T>(blocking.block_k));
+  const Index block_k =
+      blocking.block_k > 0 ? blocking.block_k : default_key_block<T, S>(d, kv.value_stride);
+  const Index block_panels = std::max<Index>(1, key_panels<T>(block_k));
   ws.reserve((br + R - 1) / R, d, ldv, block_panels);
   if constexpr (kPairs) ws.reserve_pairs((br + R - 1) / R, kd, block_panels);
   GroupSoftmax<T> sm;
