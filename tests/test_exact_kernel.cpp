@@ -494,31 +494,46 @@ TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
   using M = RowMatrix<T>;
   // Packing and appending store each key and value where the layout says (checked element by
   // element through the storage's unpacking accessors), padded keys and the slots past Nk as 0.
-  for (Index dv : {1, 5, 16, 33}) {
-    const Index nk = 77, d = 9;
-    const M k = random_matrix<T>(nk, d, 1), v = random_matrix<T>(nk, dv, 2);
-    const KeyMask pad = random_mask(nk, 0.3, 3);
-    detail::PackedKvStorage<T> packed, appended;
-    packed.set_dims(d, dv);
-    packed.pack(k, v, pad, Vector<T>());
-    appended.set_dims(d, dv);
-    appended.reserve(nk);
-    for (Index j = 0; j < nk; ++j) appended.append(k.row(j).data(), v.row(j).data(), pad[j]);
-    const Index slots = detail::key_panels<T>(nk) * detail::RegisterTile<T>::kCols;
-    for (const auto* s : {&packed, &appended}) {
-      ASSERT_EQ(s->size(), nk);
-      for (Index j = 0; j < slots; ++j) {
-        const bool present = j < nk && !pad[j];
-        for (Index c = 0; c < d; ++c) ASSERT_EQ(s->key(j, c), present ? k(j, c) : T(0));
-        for (Index c = 0; c < detail::packet_padded<T>(dv); ++c)
-          ASSERT_EQ(s->value(j, c), present && c < dv ? v(j, c) : T(0)) << j << " " << c;
+  // Without padding, whole panels take the transposing fast path: D off and on the packet grid,
+  // keys read through a strided view, packed into storage that held other data before.
+  for (bool padded : {true, false})
+    for (Index d : {9, 64, 100})
+      for (Index dv : {1, 5, 16, 33}) {
+        SCOPED_TRACE(testing::Message() << "D " << d << " Dv " << dv << (padded ? " padded" : ""));
+        const Index nk = 77;
+        const M wide_k = random_matrix<T>(nk, 3 * d, 1), v = random_matrix<T>(nk, dv, 2);
+        const ConstMatRef<T> k = wide_k.middleCols(d, d);
+        const KeyMask pad = padded ? random_mask(nk, 0.3, 3) : KeyMask();
+        detail::PackedKvStorage<T> packed, appended;
+        packed.set_dims(d, dv);
+        packed.pack(random_matrix<T>(nk, d, 4), random_matrix<T>(nk, dv, 5), KeyMask(),
+                    Vector<T>());  // stale content
+        packed.set_dims(d, dv);
+        packed.pack(k, v, pad, Vector<T>());
+        appended.set_dims(d, dv);
+        appended.reserve(nk);
+        for (Index j = 0; j < nk; ++j)
+          appended.append(k.row(j).data(), v.row(j).data(), padded && pad[j]);
+        const Index slots = detail::key_panels<T>(nk) * detail::RegisterTile<T>::kCols;
+        for (const auto* s : {&packed, &appended}) {
+          ASSERT_EQ(s->size(), nk);
+          for (Index j = 0; j < slots; ++j) {
+            const bool present = j < nk && !(padded && pad[j]);
+            for (Index c = 0; c < d; ++c) ASSERT_EQ(s->key(j, c), present ? k(j, c) : T(0));
+            for (Index c = 0; c < detail::packet_padded<T>(dv); ++c)
+              ASSERT_EQ(s->value(j, c), present && c < dv ? v(j, c) : T(0)) << j << " " << c;
+          }
+          const auto view = s->view();
+          if (!padded && s == &packed) {
+            EXPECT_EQ(view.key_add, nullptr);  // nothing to mask: no key row
+            continue;
+          }
+          ASSERT_NE(view.key_add, nullptr);
+          for (Index j = 0; j < nk; ++j)
+            EXPECT_EQ(view.key_add[j],
+                      padded && pad[j] ? -std::numeric_limits<T>::infinity() : T(0));
+        }
       }
-      const auto view = s->view();
-      ASSERT_NE(view.key_add, nullptr);
-      for (Index j = 0; j < nk; ++j)
-        EXPECT_EQ(view.key_add[j], pad[j] ? -std::numeric_limits<T>::infinity() : T(0));
-    }
-  }
 }
 
 }  // namespace
