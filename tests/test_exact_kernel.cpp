@@ -131,26 +131,37 @@ TYPED_TEST(ExactKernelTest, OddSizesAndCausalOffsets) {
 }
 
 TYPED_TEST(ExactKernelTest, DefaultKeyBlockIsTheLargestThatFitsTheCaches) {
-  // default_key_block: whole panels, at least 256 keys, and otherwise the largest block whose
-  // packed keys and values fit half of L2 and whose weight tile fits two thirds of L1.
+  // default_key_block: whole panels, 256 to 4096 keys, and otherwise the largest block whose
+  // packed keys and values fit half of L2 and whose weight tile fits two thirds of L1; with
+  // Eigen's cache sizes as detected, and set tiny and huge (then restored).
   using T = TypeParam;
   using Tile = detail::RegisterTile<T>;
-  const Index l1 = Index(Eigen::l1CacheSize()), l2 = Index(Eigen::l2CacheSize());
-  for (Index d : {1, 16, 64, 100, 128, 256, 1024}) {
-    const Index stride = detail::packet_padded<T>(d);
-    const Index bc = detail::default_key_block<T>(d, stride);
-    SCOPED_TRACE(testing::Message() << "D = " << d << ", Bc = " << bc);
-    EXPECT_EQ(bc % Tile::kCols, 0);
-    EXPECT_GE(bc, 256);
-    const auto fits = [&](Index keys) {
-      return keys * (d + stride) * Index(sizeof(T)) <= l2 / 2 &&
-             keys * Tile::kRows * Index(sizeof(T)) <= l1 * 2 / 3;
-    };
-    if (bc > 256) {
-      EXPECT_TRUE(fits(bc));
+  const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(),
+                       l3 = Eigen::l3CacheSize();
+  const std::ptrdiff_t settings[][2] = {{l1, l2}, {4 << 10, 16 << 10}, {1 << 30, 1 << 30}};
+  for (const auto& cache : settings) {
+    Eigen::setCpuCacheSizes(cache[0], cache[1], l3);
+    for (Index d : {1, 16, 64, 100, 128, 256, 1024}) {
+      const Index stride = detail::packet_padded<T>(d);
+      const Index bc = detail::default_key_block<T>(d, stride);
+      SCOPED_TRACE(testing::Message()
+                   << "L1 " << cache[0] << ", L2 " << cache[1] << ", D = " << d << ", Bc = " << bc);
+      EXPECT_EQ(bc % Tile::kCols, 0);
+      EXPECT_GE(bc, 256);
+      EXPECT_LE(bc, 4096);
+      const auto fits = [&](Index keys) {
+        return keys * (d + stride) * Index(sizeof(T)) <= cache[1] / 2 &&
+               keys * Tile::kRows * Index(sizeof(T)) <= cache[0] * 2 / 3;
+      };
+      if (bc > 256) {
+        EXPECT_TRUE(fits(bc));
+      }
+      if (bc + Tile::kCols <= 4096) {
+        EXPECT_FALSE(fits(bc + Tile::kCols));
+      }
     }
-    EXPECT_FALSE(fits(bc + Tile::kCols));
   }
+  Eigen::setCpuCacheSizes(l1, l2, l3);
 }
 
 TYPED_TEST(ExactKernelTest, DefaultTilingOverSeveralKeyBlocks) {

@@ -44,7 +44,8 @@ struct PackedBlocking {
 /// The default key block Bc of the packed kernel: as many keys as let the block's packed keys
 /// and values (Bc (D + Dv) elements of S) fill half of L2, where every group of the query block
 /// reads them, and one group's weight tile (R x Bc elements of T, plus their bfloat16 copy with
-/// S = bfloat16) at most two thirds of L1, where the value tiles read it back; at least 256;
+/// S = bfloat16) at most two thirds of L1, where the value tiles read it back; at least 256 and
+/// at most 4096 (a bound on the workspace if a program sets Eigen's cache sizes very large);
 /// whole panels. The cache sizes are Eigen's (Eigen::l1CacheSize, l2CacheSize: CPUID on x86,
 /// Eigen's defaults of 32 KiB and 256 KiB when it cannot tell, which give Bc = 256 at D = 64).
 /// Why: larger blocks amortize the per-block work of a group (starting and closing its online
@@ -54,12 +55,13 @@ struct PackedBlocking {
 /// 3% faster than 256; D = 128 and double D = 64 get 512, 1.4% faster.
 template <class T, class S = T>
 Index default_key_block(Index dim, Index value_stride) {
-  constexpr Index R = RegisterTile<T>::kRows, C = RegisterTile<T>::kCols, kMinimum = 256;
+  constexpr Index R = RegisterTile<T>::kRows, C = RegisterTile<T>::kCols, kMinimum = 256,
+                  kMaximum = 4096;
   constexpr Index tile_bytes_per_key =
       R * Index(sizeof(T) + (std::is_same_v<S, T> ? 0 : sizeof(S)));
   const Index by_l2 = Index(Eigen::l2CacheSize()) / 2 / ((dim + value_stride) * Index(sizeof(S)));
   const Index by_l1 = Index(Eigen::l1CacheSize()) * 2 / 3 / tile_bytes_per_key;
-  return std::max(kMinimum, std::min(by_l2, by_l1)) / C * C;
+  return std::clamp(std::min(by_l2, by_l1), kMinimum, kMaximum) / C * C;
 }
 
 /// Workspace of the packed kernel for one call.
