@@ -279,6 +279,81 @@ TYPED_TEST(FeatureMapTest, ApplyWritesOnlyItsBlockOfStridedViews) {
   EXPECT_EQ(map(RowMatrix<T>(0, d)).rows(), 0);
 }
 
+TYPED_TEST(FeatureMapTest, RowReductionsEqualTheSumsAndDotsOfTheOutput) {
+  // apply() with FeatureRowReductions: column_sums += the sum of the rows and dots[i stride] = row
+  // i . weights, against the same reductions done by Eigen in double on the plain output. Every
+  // kind that is not log-domain, with and without normalization; n = 3 takes the decoding path,
+  // the others the GEMM. Tolerance: sums of at most 7 features of size <= ~10 (the Relu and
+  // Identity features of inputs with norm up to ~10), each within Tol<T> of its double value, so
+  // Tol<T> relative to the largest sum with a factor 10 for the accumulation holds with margin.
+  using T = TypeParam;
+  for (FeatureKind kind : {FeatureKind::Trig, FeatureKind::Relu, FeatureKind::Identity})
+    for (bool normalize : {false, true})
+      for (Index n : {Index(3), Index(7)}) {
+        SCOPED_TRACE(std::string(kind_name(kind)) + (normalize ? ", normalized" : "") +
+                     ", n = " + std::to_string(n));
+        FeatureMapOptions o;
+        o.normalize = normalize;
+        const FeatureMap<T> map(kind, this->w_, o);
+        const Index mf = map.feature_dim();
+        const RowMatrix<T> x = random_matrix<T>(n, this->kD, 31 + n, 2.0);
+        RowMatrix<T> plain(n, mf);
+        map.apply(x, plain, T(0.5));
+
+        const Vector<T> weights = random_matrix<T>(mf, 1, 37);
+        Vector<T> sums = random_matrix<T>(mf, 1, 41);  // reductions add to what is there
+        const Vector<T> sums_before = sums;
+        RowMatrix<T> dots = RowMatrix<T>::Constant(n, 3, T(12345));  // a strided column
+        FeatureRowReductions<T> reductions;
+        reductions.column_sums = sums.data();
+        reductions.weights = weights.data();
+        reductions.dots = &dots(0, 1);
+        reductions.dots_stride = dots.outerStride();
+        RowMatrix<T> out(n, mf);
+        map.apply(x, out, T(0.5), reductions);
+
+        EXPECT_TRUE(near(out, plain, 0, 0)) << "the reductions changed the features";
+        const RowMatrix<double> pd = plain.template cast<double>();
+        const Eigen::VectorXd expected_sums =
+            sums_before.template cast<double>() + pd.colwise().sum().transpose();
+        EXPECT_TRUE(near(sums, expected_sums, 10 * Tol<T>::rel, 10 * Tol<T>::abs));
+        EXPECT_TRUE(near(dots.col(1), pd * weights.template cast<double>(), 10 * Tol<T>::rel,
+                         10 * Tol<T>::abs));
+        EXPECT_TRUE((dots.col(0).array() == T(12345)).all() &&
+                    (dots.col(2).array() == T(12345)).all())
+            << "dots written outside their column";
+
+        // Column sums alone and dots alone.
+        Vector<T> sums_only = Vector<T>::Zero(mf);
+        FeatureRowReductions<T> only_sums;
+        only_sums.column_sums = sums_only.data();
+        map.apply(x, out, T(0.5), only_sums);
+        EXPECT_TRUE(
+            near(sums_only, pd.colwise().sum().transpose(), 10 * Tol<T>::rel, 10 * Tol<T>::abs));
+        Vector<T> dots_only = Vector<T>::Zero(n);
+        FeatureRowReductions<T> only_dots;
+        only_dots.weights = weights.data();
+        only_dots.dots = dots_only.data();
+        map.apply(x, out, T(0.5), only_dots);
+        EXPECT_TRUE(near(dots_only, pd * weights.template cast<double>(), 10 * Tol<T>::rel,
+                         10 * Tol<T>::abs));
+      }
+  // Log-features cannot be reduced this way, and dots need their weights.
+  RowMatrix<T> out(this->kN, this->kM);
+  Vector<T> sums(this->kM);
+  FeatureRowReductions<T> reductions;
+  reductions.column_sums = sums.data();
+  const std::string log_msg = invalid_argument_message([&] {
+    FeatureMap<T>(FeatureKind::Positive, this->w_).apply(this->x_, out, T(1), reductions);
+  });
+  EXPECT_TRUE(contains(log_msg, "row reductions need features")) << log_msg;
+  FeatureRowReductions<T> no_weights;
+  no_weights.dots = sums.data();
+  const std::string dots_msg = invalid_argument_message(
+      [&] { FeatureMap<T>(FeatureKind::Relu, this->w_).apply(this->x_, out, T(1), no_weights); });
+  EXPECT_TRUE(contains(dots_msg, "dots need weights")) << dots_msg;
+}
+
 TYPED_TEST(FeatureMapTest, TextbookMapsKeepTheirConstants) {
   // positive_features: m^-1/2 exp(w.x - |x|^2/2); trig_features: m^-1/2 exp(|x|^2/2) [cos | sin].
   using T = TypeParam;

@@ -100,6 +100,48 @@ TYPED_TEST(RfaTest, ForwardMatchesIndependentDoubleEvaluation) {
   }
 }
 
+TYPED_TEST(RfaTest, NonCausalValuesReadInPlaceOrCopied) {
+  // The non-causal key sums read V in place when its rows start on packet boundaries and the key
+  // chunk has no padded key; otherwise from an aligned copy with padded rows zeroed. Dv = 32 is
+  // whole packets on every ISA, so: contiguous V (in place), the same V as a view one column
+  // into a wider matrix (copied: misaligned rows), and padding in some chunks of 16 keys but not
+  // in others (both paths in one call; padded values are NaN). Each against the double
+  // evaluation; in place and copied agree bit for bit (the same products of the same values).
+  using T = TypeParam;
+  const Index nq = 29, nk = 70, d = 8, dv = 32;
+  const RowMatrix<T> q = random_matrix<T>(nq, d, 501), k = random_matrix<T>(nk, d, 502);
+  const RowMatrix<T> v = random_matrix<T>(nk, dv, 503);
+  RowMatrix<T> wide = RowMatrix<T>::Constant(nk, dv + 1, T(kNaN));
+  wide.rightCols(dv) = v;
+  RfaOptions o;
+  o.num_features = 64;
+  o.seed = 7;
+  o.chunk_size = 16;
+  const Rfa<T> rfa(d, o);
+  for (bool padded : {false, true}) {
+    SCOPED_TRACE(padded ? "padding in some chunks" : "no padding");
+    AttentionOptions opt;
+    if (padded) {
+      opt.key_padding = KeyMask::Constant(nk, false);
+      opt.key_padding.segment(18, 3).setConstant(true);  // chunk [16, 32)
+      opt.key_padding[69] = true;                        // the last chunk, [64, 70)
+    }
+    const MatD weights = test::visibility(nq, nk, false, opt.key_padding);
+    const MatD expected =
+        ref::kernel_average(test::rfa_kernel(rfa, dbl(q), dbl(k)), weights, dbl(v), o.den_eps);
+    RowMatrix<T> v_poisoned = v;
+    test::poison_padded_values(v_poisoned, opt.key_padding);
+    RowMatrix<T> wide_poisoned = wide;
+    wide_poisoned.rightCols(dv) = v_poisoned;
+    RowMatrix<T> in_place(nq, dv), copied(nq, dv);
+    rfa.forward(q, k, v_poisoned, in_place, opt);
+    rfa.forward(q, k, wide_poisoned.rightCols(dv), copied, opt);
+    ASSERT_TRUE(test::all_finite(in_place) && test::all_finite(copied));
+    EXPECT_TRUE(near(in_place, expected, kRfaRel<T>, kRfaAbs<T>));
+    EXPECT_TRUE((in_place.array() == copied.array()).all());
+  }
+}
+
 // ---- 5. decoding -------------------------------------------------------------------------------
 
 TYPED_TEST(RfaTest, StepTokenByTokenEqualsForward) {

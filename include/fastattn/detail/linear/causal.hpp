@@ -35,10 +35,11 @@ struct Gated {
 template <class T, class Gating>
 void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
                        const QueryHeads<T>& heads, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
-                       const KeyMask& padding, const Gating& gating, Index c0, Index n,
-                       Index delta, T den_eps, T input_factor, LinearCarry<T>& carry,
-                       LinearWorkspace<T>& ws, LinearStats& stats) {
-  key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor);
+                       const KeyMask& padding, const Gating& gating, Index c0, Index n, Index delta,
+                       T den_eps, T input_factor, LinearCarry<T>& carry, LinearWorkspace<T>& ws,
+                       LinearStats& stats) {
+  key_features(key_map, k, padding, c0, n, carry, ws, input_factor);
+  chunk_values(v, padding, c0, n, ws);
   auto fk = ws.fk.topRows(n);
   auto v1 = ws.v1(n);
   auto gam = ws.gam.head(n);            // gated: gam_t = sum_{c0 <= l <= t} log g_l
@@ -61,7 +62,7 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
 
   const Index nq = heads.rows();
   const Index i0 = std::max<Index>(0, c0 - delta), i1 = std::min<Index>(nq, c0 + n - delta);
-  auto fkt = ws.fkt.leftCols(n);  // the scores' right-hand side, [M, n]: only when scores are due
+  auto fkt = ws.fkt.leftCols(n);   // the scores' right-hand side, [M, n]: only when scores are due
   if (heads.count > 0 && i1 > i0)  // (a fold without queries, e.g. fold_keys, skips it)
     transpose_into(fk.data(), fk.outerStride(), n, fk.cols(), fkt.data(), fkt.outerStride());
   for (Index g = 0; g < heads.count && i1 > i0; ++g) {
@@ -109,8 +110,7 @@ template <class T, class Gating>
 LinearStats linear_causal(const FeatureMap<T>& query_map, const FeatureMap<T>& key_map,
                           const QueryHeads<T>& heads, const ConstMatRef<T>& k,
                           const ConstMatRef<T>& v, const KeyMask& padding, const Gating& gating,
-                          const LinearOptions& lopt, LinearCarry<T>& carry,
-                          T input_factor = T(1)) {
+                          const LinearOptions& lopt, LinearCarry<T>& carry, T input_factor = T(1)) {
   SerialEigenScope serial_eigen;
   const Index nq = heads.rows(), nk = k.rows();
   const Index c = linear_chunk(lopt, true);

@@ -22,10 +22,10 @@ namespace fastattn::detail {
 /// running key shift, and what the empty-row rule and the gated mass need.
 template <class T>
 struct LinearCarry {
-  RowMatrix<T> sums;                                 // [M, Dv + 1]
-  T shift = -std::numeric_limits<T>::infinity();     // running max of the key log-features
-  Index contributing = 0;                            // keys so far with non-zero weight
-  T log_gate_sum = 0;                                // sum of log g over the keys so far (gated)
+  RowMatrix<T> sums;                              // [M, Dv + 1]
+  T shift = -std::numeric_limits<T>::infinity();  // running max of the key log-features
+  Index contributing = 0;                         // keys so far with non-zero weight
+  T log_gate_sum = 0;                             // sum of log g over the keys so far (gated)
 
   LinearCarry() = default;
   explicit LinearCarry(Index m, Index dv) : sums(RowMatrix<T>::Zero(m, dv + 1)) {}
@@ -44,14 +44,14 @@ struct LinearCarry {
 /// instead of 80% with rows Dv + 1 apart).
 template <class T>
 struct LinearWorkspace {
-  RowMatrix<T> fq, fk;          // [C, M] query / key (log-)features
-  RowMatrix<T> v1_rows;         // [C, Dv + 1 padded]: [V_c, 1] in the first Dv + 1 columns
-  RowMatrix<T> sums_rows;       // [M, Dv padded]: the key sums S V, for the non-causal read-out
-  RowMatrix<T> fkt;             // [M, C] the key features transposed (causal)
-  RowMatrix<T> scores;          // [C, C] intra-chunk phi(Q_c) phi(K_c)^T (causal)
-  RowMatrix<T> r;               // [C, Dv + 1] numerator and denominator
-  Vector<T> feature_sums;       // [M] non-causal: a chunk's key feature sums, then S's ones column
-  Vector<T> gam, key_weight;    // [C] gated causal: cumulative log g, 1 - g
+  RowMatrix<T> fq, fk;        // [C, M] query / key (log-)features
+  RowMatrix<T> v1_rows;       // [C, Dv + 1 padded]: [V_c, 1] in the first Dv + 1 columns
+  RowMatrix<T> sums_rows;     // [M, Dv padded]: the key sums S V, for the non-causal read-out
+  RowMatrix<T> fkt;           // [M, C] the key features transposed (causal)
+  RowMatrix<T> scores;        // [C, C] intra-chunk phi(Q_c) phi(K_c)^T (causal)
+  RowMatrix<T> r;             // [C, Dv + 1] numerator and denominator
+  Vector<T> feature_sums;     // [M] non-causal: a chunk's key feature sums, then S's ones column
+  Vector<T> gam, key_weight;  // [C] gated causal: cumulative log g, 1 - g
   explicit LinearWorkspace(Index c, Index m, Index dv, bool causal)
       : fq(c, m),
         fk(c, m),
@@ -77,12 +77,17 @@ void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index 
                     LinearWorkspace<T>& ws, T input_factor, const T* key_mass = nullptr) {
   auto fq = ws.fq.topRows(n);
   const Index den = ws.r.cols() - 1, m = fq.cols();
-  map.apply(q.middleRows(i0, n), fq, input_factor);
-  if (!map.log_domain()) {
-    if (key_mass != nullptr)
-      ws.r.col(den).head(n).noalias() = fq * Eigen::Map<const Vector<T>>(key_mass, m);
+  if (!map.log_domain()) {  // the denominators in the map's pass, each row while it is in L1
+    FeatureRowReductions<T> reductions;
+    if (key_mass != nullptr) {
+      reductions.weights = key_mass;
+      reductions.dots = &ws.r(0, den);
+      reductions.dots_stride = ws.r.outerStride();
+    }
+    map.apply(q.middleRows(i0, n), fq, input_factor, reductions);
     return;
   }
+  map.apply(q.middleRows(i0, n), fq, input_factor);
   for (Index i = 0; i < n; ++i) {
     const T shift = fq.row(i).maxCoeff();
     if (key_mass != nullptr)
@@ -93,29 +98,46 @@ void query_features(const FeatureMap<T>& map, const Queries& q, Index i0, Index 
   }
 }
 
-/// Key (log-)features of rows [c0, c0 + n) into ws.fk and [V, 1] into ws.v1(n), padded rows zeroed.
-/// Log domain: raises the carried shift to cover this chunk (rescaling the carried sums) and
-/// exponentiates. With column_sums [M] (zero on entry): also the sum of the chunk's feature rows,
-/// phi(K_c)^T 1, computed while the features are in registers.
+/// True when a key of [c0, c0 + n) is padded.
+inline bool any_padded(const KeyMask& padding, Index c0, Index n) {
+  return padding.size() != 0 && padding.segment(c0, n).any();
+}
+
+/// [V, 1] of rows [c0, c0 + n) into ws.v1(n); a padded key's row is zeroed (it contributes
+/// nothing, whatever its value).
 template <class T>
-void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const ConstMatRef<T>& v,
-                  const KeyMask& padding, Index c0, Index n, LinearCarry<T>& carry,
-                  LinearWorkspace<T>& ws, T input_factor, T* column_sums = nullptr) {
-  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+void chunk_values(const ConstMatRef<T>& v, const KeyMask& padding, Index c0, Index n,
+                  LinearWorkspace<T>& ws) {
   const Index dv = v.cols();
-  auto fk = ws.fk.topRows(n);
   auto v1 = ws.v1(n);
-  map.apply(k.middleRows(c0, n), fk, input_factor);
   v1.leftCols(dv) = v.middleRows(c0, n);
   v1.col(dv).setOnes();
   for (Index j = 0; j < n; ++j)
-    if (is_padded(padding, c0 + j)) {  // a padded key contributes nothing, whatever its value
-      fk.row(j).setConstant(map.log_domain() ? neg_inf : T(0));
-      v1.row(j).setZero();
-    }
+    if (is_padded(padding, c0 + j)) v1.row(j).setZero();
+}
+
+/// Key (log-)features of rows [c0, c0 + n) into ws.fk, padded rows zeroed (features) or -inf
+/// (log-features). Log domain: raises the carried shift to cover this chunk (rescaling the
+/// carried sums) and exponentiates. With column_sums [M] (zero on entry): also the sum of the
+/// chunk's feature rows, phi(K_c)^T 1, computed while the features are in registers (log domain)
+/// or in L1 (the map's own pass, when no key of the chunk is padded).
+template <class T>
+void key_features(const FeatureMap<T>& map, const ConstMatRef<T>& k, const KeyMask& padding,
+                  Index c0, Index n, LinearCarry<T>& carry, LinearWorkspace<T>& ws, T input_factor,
+                  T* column_sums = nullptr) {
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  auto fk = ws.fk.topRows(n);
+  const bool padded = any_padded(padding, c0, n);
+  FeatureRowReductions<T> reductions;
+  if (!map.log_domain() && !padded) reductions.column_sums = column_sums;
+  map.apply(k.middleRows(c0, n), fk, input_factor, reductions);
+  if (padded)
+    for (Index j = 0; j < n; ++j)
+      if (is_padded(padding, c0 + j))  // a padded key contributes nothing, whatever its value
+        fk.row(j).setConstant(map.log_domain() ? neg_inf : T(0));
   const Index m = fk.cols();
   if (!map.log_domain()) {
-    if (column_sums != nullptr)
+    if (column_sums != nullptr && reductions.column_sums == nullptr)
       Eigen::Map<Vector<T>>(column_sums, m) = fk.colwise().sum().transpose();
     return;
   }

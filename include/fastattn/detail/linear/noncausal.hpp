@@ -10,6 +10,7 @@
 #include "fastattn/detail/linear/chunk.hpp"
 #include "fastattn/detail/linear/rows.hpp"
 #include "fastattn/detail/simd/gemm_kernel.hpp"
+#include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/options.hpp"
 
 namespace fastattn::detail {
@@ -26,8 +27,13 @@ void accumulate_key_sums(const FeatureMap<T>& key_map, const ConstMatRef<T>& k,
     // The ones column of [V, 1] (1, or 0 for a padded key, whose features are 0 too) is the
     // chunk's feature sums, taken in the exponential pass instead of by a GEMV over phi(K_c).
     ws.feature_sums.setZero();
-    key_features(key_map, k, v, padding, c0, n, carry, ws, input_factor, ws.feature_sums.data());
-    gemm_transposed<T, true>(ws.fk.topRows(n), ws.v1(n).leftCols(dv), carry.sums.leftCols(dv));
+    key_features(key_map, k, padding, c0, n, carry, ws, input_factor, ws.feature_sums.data());
+    if (any_padded(padding, c0, n) || !rows_packet_aligned(v)) {
+      chunk_values(v, padding, c0, n, ws);  // padded rows zeroed, rows aligned
+      gemm_transposed<T, true>(ws.fk.topRows(n), ws.v1(n).leftCols(dv), carry.sums.leftCols(dv));
+    } else {  // read in place: no copy
+      gemm_transposed<T, true>(ws.fk.topRows(n), v.middleRows(c0, n), carry.sums.leftCols(dv));
+    }
     carry.sums.col(dv) += ws.feature_sums;
     for (Index j = 0; j < n; ++j) carry.contributing += !is_padded(padding, c0 + j);
   }
@@ -65,8 +71,8 @@ LinearStats linear_noncausal(const FeatureMap<T>& query_map, const FeatureMap<T>
                              const LinearOptions& lopt, T input_factor = T(1)) {
   SerialEigenScope serial_eigen;
   const Index c = linear_chunk(lopt, false);
-  LinearWorkspace<T> ws(std::min(c, std::max(heads.rows(), k.rows())) + 1,
-                        key_map.feature_dim(), v.cols(), false);
+  LinearWorkspace<T> ws(std::min(c, std::max(heads.rows(), k.rows())) + 1, key_map.feature_dim(),
+                        v.cols(), false);
   LinearCarry<T> carry(key_map.feature_dim(), v.cols());
   accumulate_key_sums(key_map, k, v, padding, c, carry, ws, input_factor);
   return read_out_queries(query_map, heads, carry, c, static_cast<T>(lopt.den_eps), ws,
