@@ -5,15 +5,17 @@
 ///
 /// Why not Eigen's pexp: it computes e^x with a Cody-Waite range reduction and clamps its
 /// argument, so exp(-inf) is a denormal, not 0; and it is about twice the work of the 2^x below.
-/// The kernels compute x = S log2(e) - m log2(e) with one FMA (S in natural units), so the cost of
-/// a weight is that FMA plus this function.
+/// The kernels compute x = (S - m) log2(e) (S in natural units), so the cost of a weight is a
+/// subtraction and a multiplication plus this function.
 ///
 /// Method: clamp x to [lo, ...] (lo = -127 for float, -1023 for double), split x = n + f with n
 /// the nearest integer and |f| <= 1/2 by the "magic number" rounding (adding 1.5 * 2^23, resp.
 /// 2^52, rounds to an integer that lands in the low mantissa bits), evaluate a minimax polynomial
 /// p(f) ~ 2^f, and multiply by 2^n built by shifting n + bias into the exponent field. At the
 /// clamp, n + bias = 0 gives 2^n = +0 exactly, so every x <= lo (in particular -inf) returns 0;
-/// the true value there is below the smallest normal number.
+/// the true value there is below the smallest normal number. With AVX-512 (DQ), f comes from
+/// vreduce and 2^n p from vscalef, which need no clamp: x = -inf gives 0, and values below the
+/// smallest normal number underflow gradually (denormals, then 0) instead of being flushed.
 /// Accuracy: the polynomial's relative error is 7.5e-8 (float, degree 5) and 3e-18 (double,
 /// degree 11); with the rounding of the evaluation, about 2 ulp in float and 2 ulp in double.
 /// Coefficients: scripts/exp2_minimax.py (Remez exchange, relative error, on [-1/2, 1/2]).
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -156,6 +159,29 @@ EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2(
   using namespace Eigen::internal;
   using Packet = typename packet_traits<T>::type;
   using C = Exp2Constants<T>;
+#if defined(EIGEN_VECTORIZE_AVX512DQ)
+  // AVX-512: f = x - round(x) by vreduce (0 for x = +-inf) and 2^n p by vscalef, which also
+  // handles the range: 2^-inf = 0, and results below the smallest normal underflow gradually to
+  // 0. Three instructions instead of six (clamp, rounding, exponent bits and product), measured
+  // 2-3% faster on the exact kernel's score pass.
+  // (Dispatch on T and the lane count: std::is_same on the __m512 types warns about their
+  // ignored attributes.)
+  constexpr bool kFloat16 = std::is_same_v<T, float> && packet_traits<T>::size == 16;
+  constexpr bool kDouble8 = std::is_same_v<T, double> && packet_traits<T>::size == 8;
+  if constexpr (kFloat16 || kDouble8) {
+    Packet f;
+    if constexpr (kFloat16)
+      f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT);
+    else
+      f = _mm512_reduce_pd(x, _MM_FROUND_TO_NEAREST_INT);
+    Packet p = pset1<Packet>(C::kCoefficients[C::kDegree]);
+    for (int i = C::kDegree - 1; i >= 0; --i) p = pmadd(p, f, pset1<Packet>(C::kCoefficients[i]));
+    if constexpr (kFloat16)
+      return _mm512_scalef_ps(p, psub(x, f));  // x - f = round(x), -inf at -inf
+    else
+      return _mm512_scalef_pd(p, psub(x, f));
+  }
+#endif
   const Packet clamped = pmax(x, pset1<Packet>(C::kLowest));
   const Packet magic = pset1<Packet>(C::kMagic);
   const Packet t = padd(clamped, magic);           // rounds: t = magic + n exactly
