@@ -149,10 +149,33 @@ Packet shift_into_exponent(const Packet& t) {
   return Eigen::internal::ploadu<Packet>(buffer);
 }
 
+/// p(f) ~ 2^f for |f| <= 1/2: the minimax polynomial of Exp2Constants<T>, by Horner's rule.
+template <class T, class Packet>
+EIGEN_STRONG_INLINE Packet polynomial(const Packet& f) {
+  using namespace Eigen::internal;
+  using C = Exp2Constants<T>;
+  Packet p = pset1<Packet>(C::kCoefficients[C::kDegree]);
+  for (int i = C::kDegree - 1; i >= 0; --i) p = pmadd(p, f, pset1<Packet>(C::kCoefficients[i]));
+  return p;
+}
+
 }  // namespace exp2_detail
 
-/// Element-wise 2^x for x <= 127 (float) or 1023 (double); exactly 0 for
-/// x <= Exp2Constants<T>::kLowest, in particular for x = -inf. One packet of T.
+/// True when pexp2<T> runs on AVX-512 DQ's vreduce and vscalef (a full packet of float or
+/// double): results below the smallest normal number then underflow gradually (denormals, then
+/// 0); otherwise every x <= Exp2Constants<T>::kLowest gives 0. (Decided on T and the lane count:
+/// std::is_same on the __m512 types warns about their ignored attributes.)
+template <class T>
+constexpr bool kExp2UnderflowsGradually =
+#if defined(EIGEN_VECTORIZE_AVX512DQ)
+    (std::is_same_v<T, float> && Eigen::internal::packet_traits<T>::size == 16) ||
+    (std::is_same_v<T, double> && Eigen::internal::packet_traits<T>::size == 8);
+#else
+    false;
+#endif
+
+/// Element-wise 2^x for x <= 127 (float) or 1023 (double); exactly 0 for x = -inf, and 0 or a
+/// denormal for x <= Exp2Constants<T>::kLowest (see kExp2UnderflowsGradually). One packet of T.
 template <class T>
 EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2(
     const typename Eigen::internal::packet_traits<T>::type& x) {
@@ -164,31 +187,21 @@ EIGEN_STRONG_INLINE typename Eigen::internal::packet_traits<T>::type pexp2(
   // handles the range: 2^-inf = 0, and results below the smallest normal underflow gradually to
   // 0. Three instructions instead of six (clamp, rounding, exponent bits and product), measured
   // 2-3% faster on the exact kernel's score pass.
-  // (Dispatch on T and the lane count: std::is_same on the __m512 types warns about their
-  // ignored attributes.)
-  constexpr bool kFloat16 = std::is_same_v<T, float> && packet_traits<T>::size == 16;
-  constexpr bool kDouble8 = std::is_same_v<T, double> && packet_traits<T>::size == 8;
-  if constexpr (kFloat16 || kDouble8) {
-    Packet f;
-    if constexpr (kFloat16)
-      f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT);
-    else
-      f = _mm512_reduce_pd(x, _MM_FROUND_TO_NEAREST_INT);
-    Packet p = pset1<Packet>(C::kCoefficients[C::kDegree]);
-    for (int i = C::kDegree - 1; i >= 0; --i) p = pmadd(p, f, pset1<Packet>(C::kCoefficients[i]));
-    if constexpr (kFloat16)
-      return _mm512_scalef_ps(p, psub(x, f));  // x - f = round(x), -inf at -inf
-    else
-      return _mm512_scalef_pd(p, psub(x, f));
+  if constexpr (kExp2UnderflowsGradually<T>) {
+    if constexpr (std::is_same_v<T, float>) {
+      const Packet f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT);
+      return _mm512_scalef_ps(exp2_detail::polynomial<T>(f), psub(x, f));  // x - f = round(x)
+    } else {
+      const Packet f = _mm512_reduce_pd(x, _MM_FROUND_TO_NEAREST_INT);
+      return _mm512_scalef_pd(exp2_detail::polynomial<T>(f), psub(x, f));
+    }
   }
 #endif
   const Packet clamped = pmax(x, pset1<Packet>(C::kLowest));
   const Packet magic = pset1<Packet>(C::kMagic);
   const Packet t = padd(clamped, magic);           // rounds: t = magic + n exactly
   const Packet f = psub(clamped, psub(t, magic));  // |f| <= 1/2
-  Packet p = pset1<Packet>(C::kCoefficients[C::kDegree]);
-  for (int i = C::kDegree - 1; i >= 0; --i) p = pmadd(p, f, pset1<Packet>(C::kCoefficients[i]));
-  return pmul(p, exp2_detail::shift_into_exponent(t));
+  return pmul(exp2_detail::polynomial<T>(f), exp2_detail::shift_into_exponent(t));
 }
 
 /// In place over x[0, n): x_j <- e^(x_j - shift) = 2^((x_j - shift) log2 e), exactly 0 for
