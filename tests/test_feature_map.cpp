@@ -354,6 +354,61 @@ TYPED_TEST(FeatureMapTest, RowReductionsEqualTheSumsAndDotsOfTheOutput) {
   EXPECT_TRUE(contains(dots_msg, "dots need weights")) << dots_msg;
 }
 
+TYPED_TEST(FeatureMapTest, TrigRowGroupsMatchTheReference) {
+  // The trig map computes its product and its sines and cosines together, one group of kRows rows
+  // at a time, when M is a whole number of register-tile widths (detail/simd/
+  // trig_feature_kernel.hpp), and row by row otherwise. Against the double reference: D below,
+  // at and above the tile's packet count (the sines of a tile are spread over the next tile's
+  // product steps, and D = 3 leaves most of them after the steps), M of one, two and three tile
+  // widths and one that is not a multiple; n from 5 (past the decoding path) over whole, partial
+  // and several groups; normalized, with a zero row and a row whose |x|^2 underflows in the last
+  // groups (they send their group row by row), and not normalized, with an input factor. The row
+  // reductions are checked on the same calls (they run per group on the fused path).
+  // Tolerance: as EveryKindAndOptionMatchesTheDoubleReference (arguments of size ~10 here).
+  using T = TypeParam;
+  using Tile = detail::RegisterTile<T>;
+  const Index group = Tile::kRows, width = Tile::kCols;
+  const T tiny = std::is_same_v<T, float> ? T(1e-25) : T(1e-160);  // |x|^2 below T's min
+  for (Index d : {Index(3), Index(16), Index(64)})  // fewer, as many and more product steps
+    for (Index m : {width, 2 * width, 3 * width, width + 1})  // than a tile has packets
+      for (Index n : {Index(5), group, group + 3, 2 * group + 1})
+        for (bool normalize : {true, false}) {
+          SCOPED_TRACE("D = " + std::to_string(d) + ", m = " + std::to_string(m) +
+                       ", n = " + std::to_string(n) + (normalize ? ", normalized" : ""));
+          const RowMatrix<T> w = gaussian_projection<T>(m, d, 40 + m);
+          RowMatrix<T> x = random_matrix<T>(n, d, 50 + n, 4 / std::sqrt(double(d)));  // |x| ~ 4
+          RowMatrix<double> x_ref = x.template cast<double>();  // (normalizing is scale invariant)
+          if (normalize && n > group) {  // (the groups before them stay fused)
+            x.row(n - 1).setZero();
+            x_ref.row(n - 1).setZero();
+            x.row(n - 2) *= tiny;
+          }
+          FeatureMapOptions o;
+          o.normalize = normalize;
+          const FeatureMap<T> map(FeatureKind::Trig, w, o);
+          const T factor = normalize ? T(1) : T(1.5);  // (ignored when normalizing)
+          ref::FeatureSpec spec;
+          spec.normalize = normalize;
+          const RowMatrix<double> expected = ref::features(
+              FeatureKind::Trig, w.template cast<double>(), x_ref * double(factor), spec);
+
+          RowMatrix<T> out = RowMatrix<T>::Constant(n, 2 * m, T(7));
+          Vector<T> sums = Vector<T>::Zero(2 * m), dots(n);
+          const Vector<T> weights = random_matrix<T>(2 * m, 1, 60);
+          FeatureRowReductions<T> reductions;
+          reductions.column_sums = sums.data();
+          reductions.weights = weights.data();
+          reductions.dots = dots.data();
+          map.apply(x, out, factor, reductions);
+          EXPECT_TRUE(near(out, expected, Tol<T>::rel, Tol<T>::abs));
+          const RowMatrix<double> outd = out.template cast<double>();
+          const Eigen::VectorXd sums_ref = outd.colwise().sum().transpose();
+          const Eigen::VectorXd dots_ref = outd * weights.template cast<double>();
+          EXPECT_TRUE(near(sums, sums_ref, Tol<T>::rel, Tol<T>::abs * double(n)));
+          EXPECT_TRUE(near(dots, dots_ref, Tol<T>::rel, Tol<T>::abs * double(m)));
+        }
+}
+
 TYPED_TEST(FeatureMapTest, TextbookMapsKeepTheirConstants) {
   // positive_features: m^-1/2 exp(w.x - |x|^2/2); trig_features: m^-1/2 exp(|x|^2/2) [cos | sin].
   using T = TypeParam;

@@ -11,6 +11,7 @@
 /// §6), so no feature ever overflows and no eps is added. Constant factors (m^-1/2, (1-4A)^{d/4})
 /// cancel in attention and are dropped by FeatureMap; the public textbook maps keep them.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "fastattn/detail/simd/gemm_kernel.hpp"
 #include "fastattn/detail/simd/sincos.hpp"
 #include "fastattn/detail/simd/small_rows_product.hpp"
+#include "fastattn/detail/simd/trig_feature_kernel.hpp"
 #include "fastattn/types.hpp"
 
 namespace fastattn {
@@ -220,7 +222,12 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
   FASTATTN_CHECK(reductions.dots == nullptr || reductions.weights != nullptr,
                  "FeatureMap::apply: dots need weights");
   auto u = out.leftCols(m);
-  if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
+  // Trig: the product and the sincos pass fused per group of rows (trig_feature_group).
+  const bool fused_trig =
+      kind_ == FeatureKind::Trig && n > 4 && m % detail::RegisterTile<T>::kCols == 0;
+  if (fused_trig) {
+    // (the product is computed below, group by group)
+  } else if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
     detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
                                out.data(), out.outerStride());
   else
@@ -262,10 +269,52 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
     return {factor, h};
   };
 
+  const Index M = feature_dim();
+  auto reduce_row = [&](Index i) {  // the row reductions of output row i (while it is in L1)
+    const auto row = out.row(i);
+    if (reductions.column_sums != nullptr)
+      Eigen::Map<Vector<T>>(reductions.column_sums, M) += row.transpose();
+    if (reductions.dots != nullptr)
+      reductions.dots[i * reductions.dots_stride] =
+          row.transpose().dot(Eigen::Map<const Vector<T>>(reductions.weights, M));
+  };
+
+  if (fused_trig) {
+    constexpr int R = detail::RegisterTile<T>::kRows;
+    const T* x_row[R];
+    T* out_row[R];
+    T factor[R];
+    for (Index r0 = 0; r0 < n; r0 += R) {
+      const int rows = static_cast<int>(std::min<Index>(R, n - r0));
+      bool rare = false;  // a row whose |x|^2 under- or overflows T (see row_scale)
+      for (int r = 0; r < R; ++r) {
+        const Index i = r0 + std::min(r, rows - 1);  // a partial group repeats its last row
+        x_row[r] = x.data() + i * x.outerStride();
+        out_row[r] = &out(i, 0);
+        factor[r] = input_factor;
+        if (options_.normalize) {
+          const T sq = x.row(i).squaredNorm();
+          rare |= !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max());
+          factor[r] = T(1) / std::sqrt(sq);
+        }
+      }
+      if (!rare) {
+        detail::trig_feature_group(x_row, w_eff_t_.data(), w_eff_t_.outerStride(), input_dim(), m,
+                                   factor, out_row, rows);
+      } else {  // rare: this group row by row, as the unfused path
+        detail::gemm_rows<T, false>(x.middleRows(r0, rows), w_eff_t_, u.middleRows(r0, rows));
+        for (Index i = r0; i < r0 + rows; ++i)
+          detail::sincos(&out(i, 0), &out(i, 0), &out(i, m), m, row_scale(i).factor);
+      }
+      if (reduce)
+        for (Index i = r0; i < r0 + rows; ++i) reduce_row(i);
+    }
+    return;
+  }
+
   // The next row's scale is computed before this row's pass: its norm, square root and division
   // are a chain of latencies that the pass would otherwise wait for (measured for RFA's
   // normalized trig features: 1.5% of a non-causal call).
-  const Index M = feature_dim();
   const T eps = static_cast<T>(options_.relu_eps);
   RowScale next = n > 0 ? row_scale(0) : RowScale{};
   for (Index i = 0; i < n; ++i) {
@@ -295,14 +344,7 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
       case FeatureKind::Exponential:
         break;
     }
-    if (reduce) {
-      const auto row = out.row(i);
-      if (reductions.column_sums != nullptr)
-        Eigen::Map<Vector<T>>(reductions.column_sums, M) += row.transpose();
-      if (reductions.dots != nullptr)
-        reductions.dots[i * reductions.dots_stride] =
-            row.transpose().dot(Eigen::Map<const Vector<T>>(reductions.weights, M));
-    }
+    if (reduce) reduce_row(i);
   }
 }
 

@@ -119,54 +119,65 @@ EIGEN_STRONG_INLINE void apply_quadrant(const Packet& t, const Packet& k, const 
   }
 }
 
+/// cos and sin of the packet x (|x| <= max_reduced in every lane; see sincos_packet).
+template <class Packet>
+EIGEN_STRONG_INLINE void sincos_reduced(const Packet& xv, Packet& sv, Packet& cv) {
+  using namespace Eigen::internal;
+  using T = typename unpacket_traits<Packet>::type;
+  using K = SincosConstants<T>;
+  // magic = 1.5 * 2^mantissa bits: adding it rounds to an integer, left in the low bits.
+  constexpr T magic = T(1.5) * T(std::uint64_t(1) << (std::numeric_limits<T>::digits - 1));
+  const Packet magic_p = pset1<Packet>(magic);
+  const Packet t = pmadd(xv, pset1<Packet>(K::two_over_pi), magic_p);  // magic + k
+  const Packet k = psub(t, magic_p);  // k = round(x 2/pi), |k| < 2^13 / 2^20: exact
+  Packet r = pmadd(k, pset1<Packet>(-K::pio2_hi), xv);
+  r = pmadd(k, pset1<Packet>(-K::pio2_mid), r);
+  r = pmadd(k, pset1<Packet>(-K::pio2_lo), r);
+  const Packet z = pmul(r, r);
+  Packet ps = pset1<Packet>(K::sin_coef[0]), pc = pset1<Packet>(K::cos_coef[0]);
+  for (std::size_t i = 1; i < std::size(K::sin_coef); ++i)
+    ps = pmadd(ps, z, pset1<Packet>(K::sin_coef[i]));
+  for (std::size_t i = 1; i < std::size(K::cos_coef); ++i)
+    pc = pmadd(pc, z, pset1<Packet>(K::cos_coef[i]));
+  const Packet sin_r = pmadd(pmul(r, z), ps, r);
+  const Packet cos_r =
+      pmadd(pmul(z, z), pc, psub(pset1<Packet>(T(1)), pmul(pset1<Packet>(T(0.5)), z)));
+  apply_quadrant(t, k, sin_r, cos_r, sv, cv);
+}
+
 }  // namespace sincos_detail
+
+/// cos and sin of scale * x[j] for the one packet of j in [0, L) (L = Eigen's packet size for T;
+/// 1 under EIGEN_DONT_VECTORIZE), stored unaligned to cos_out and sin_out; cos_out may alias x.
+/// A packet with a lane beyond the reduction's range takes the scalar path (std::sin, std::cos).
+template <class T>
+EIGEN_STRONG_INLINE void sincos_packet(const T* x, T* cos_out, T* sin_out, T scale) {
+  constexpr Index lanes = Eigen::internal::packet_traits<T>::size;
+#ifndef EIGEN_DONT_VECTORIZE
+  if constexpr (lanes > 1) {
+    using namespace Eigen::internal;
+    using Packet = typename packet_traits<T>::type;
+    const Packet xv = pmul(ploadu<Packet>(x), pset1<Packet>(scale));
+    // (a NaN lane compares false: it stays on the packet path, which propagates it)
+    if (!predux_any(pcmp_lt(pset1<Packet>(SincosConstants<T>::max_reduced), pabs(xv)))) {
+      Packet sv, cv;
+      sincos_detail::sincos_reduced(xv, sv, cv);
+      pstoreu(sin_out, sv);
+      pstoreu(cos_out, cv);
+      return;
+    }
+  }
+#endif
+  for (Index t = 0; t < lanes; ++t) sincos_scalar(scale * x[t], sin_out[t], cos_out[t]);
+}
 
 /// For j in [0, n): cos_out[j] = cos(scale x[j]), sin_out[j] = sin(scale x[j]). cos_out may alias
 /// x (in place). `scale` folds a row factor into this pass (the trig features' 1/|x|).
 template <class T>
 void sincos(const T* x, T* cos_out, T* sin_out, Index n, T scale = T(1)) {
+  constexpr Index lanes = Eigen::internal::packet_traits<T>::size;
   Index j = 0;
-#ifndef EIGEN_DONT_VECTORIZE
-  using K = SincosConstants<T>;
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index lanes =
-      Eigen::internal::packet_traits<T>::size;  // (not unpacket_traits: GCC warns)
-  if constexpr (lanes > 1) {
-    using namespace Eigen::internal;
-    // magic = 1.5 * 2^mantissa bits: adding it rounds to an integer, left in the low bits.
-    constexpr T magic = T(1.5) * T(std::uint64_t(1) << (std::numeric_limits<T>::digits - 1));
-    const Packet two_over_pi = pset1<Packet>(K::two_over_pi), magic_p = pset1<Packet>(magic),
-                 neg_pio2_hi = pset1<Packet>(-K::pio2_hi),
-                 neg_pio2_mid = pset1<Packet>(-K::pio2_mid),
-                 neg_pio2_lo = pset1<Packet>(-K::pio2_lo), limit = pset1<Packet>(K::max_reduced),
-                 one = pset1<Packet>(T(1)), half = pset1<Packet>(T(0.5)), sc = pset1<Packet>(scale);
-    for (; j + lanes <= n; j += lanes) {
-      const Packet xv = pmul(ploadu<Packet>(x + j), sc);
-      if (predux_any(pcmp_lt(limit, pabs(xv)))) {  // rare: some lane needs the slow path (NaN: not)
-        for (Index t = 0; t < lanes; ++t)
-          sincos_scalar(scale * x[j + t], sin_out[j + t], cos_out[j + t]);
-        continue;
-      }
-      const Packet t = pmadd(xv, two_over_pi, magic_p);  // magic + k, k = round(x 2/pi)
-      const Packet k = psub(t, magic_p);                 // |k| < 2^13 / 2^20: exact
-      Packet r = pmadd(k, neg_pio2_hi, xv);
-      r = pmadd(k, neg_pio2_mid, r);
-      r = pmadd(k, neg_pio2_lo, r);
-      const Packet z = pmul(r, r);
-      Packet ps = pset1<Packet>(K::sin_coef[0]), pc = pset1<Packet>(K::cos_coef[0]);
-      for (std::size_t i = 1; i < std::size(K::sin_coef); ++i)
-        ps = pmadd(ps, z, pset1<Packet>(K::sin_coef[i]));
-      for (std::size_t i = 1; i < std::size(K::cos_coef); ++i)
-        pc = pmadd(pc, z, pset1<Packet>(K::cos_coef[i]));
-      const Packet sin_r = pmadd(pmul(r, z), ps, r);
-      const Packet cos_r = pmadd(pmul(z, z), pc, psub(one, pmul(half, z)));
-      Packet sv, cv;
-      sincos_detail::apply_quadrant(t, k, sin_r, cos_r, sv, cv);
-      pstoreu(sin_out + j, sv);
-      pstoreu(cos_out + j, cv);
-    }
-  }
-#endif
+  for (; j + lanes <= n; j += lanes) sincos_packet(x + j, cos_out + j, sin_out + j, scale);
   for (; j < n; ++j) sincos_scalar(scale * x[j], sin_out[j], cos_out[j]);
 }
 
