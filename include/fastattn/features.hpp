@@ -225,13 +225,13 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
   // Trig: the product and the sincos pass fused per group of rows (trig_feature_group).
   const bool fused_trig =
       kind_ == FeatureKind::Trig && n > 4 && m % detail::RegisterTile<T>::kCols == 0;
-  if (fused_trig) {
-    // (the product is computed below, group by group)
-  } else if (n <= 4)  // decoding: one pass over the weights for all rows (see small_rows_product)
-    detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
-                               out.data(), out.outerStride());
-  else
-    detail::gemm_rows<T, false>(x, w_eff_t_, u);  // the one GEMM
+  if (!fused_trig) {  // (fused: the product is computed below, group by group)
+    if (n <= 4)       // decoding: one pass over the weights for all rows (see small_rows_product)
+      detail::small_rows_product(x.data(), x.outerStride(), n, w_eff_t_.data(), input_dim(), m,
+                                 out.data(), out.outerStride());
+    else
+      detail::gemm_rows<T, false>(x, w_eff_t_, u);  // the one GEMM
+  }
 
   // Per row (rows are contiguous; a column-wise broadcast would stride through memory): the row
   // factor (1/|x| when normalizing, else input_factor) and h = |c psi o x'|^2 / 2 of the row x'
