@@ -240,13 +240,16 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
   struct RowScale {
     T factor, h;
   };
+  // Whether |x|^2 = sq neither under- nor overflows T (else a normalized row is rescaled first).
+  auto squared_norm_in_range = [](T sq) {
+    return sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max();
+  };
   auto row_scale = [&](Index i) -> RowScale {
     T factor = options_.normalize ? T(1) : input_factor, h = 0;
     if (!options_.normalize && !need_h) return {factor, h};
     T sq = x.row(i).squaredNorm();
     T pre = 1;  // the row as used below is x_i / pre
-    if (options_.normalize &&
-        !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max())) {
+    if (options_.normalize && !squared_norm_in_range(sq)) {
       // Rare: |x|^2 under- or overflows T (e.g. |x| ~ 1e-20 or 1e20 in float). Normalizing is
       // scale invariant, so redo this row from x_i / max|x_i|, whose norm is in [1, sqrt(D)].
       const T largest = x.row(i).cwiseAbs().maxCoeff();
@@ -294,7 +297,7 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
         factor[r] = input_factor;
         if (options_.normalize) {
           const T sq = x.row(i).squaredNorm();
-          rare |= !(sq >= std::numeric_limits<T>::min() && sq <= std::numeric_limits<T>::max());
+          rare |= !squared_norm_in_range(sq);
           factor[r] = T(1) / std::sqrt(sq);
         }
       }

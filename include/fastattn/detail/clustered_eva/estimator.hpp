@@ -34,8 +34,8 @@ namespace fastattn::detail {
 /// one allocates nothing.
 template <class T>
 struct ClusteredEvaBuffers {
-  RowMatrix<T> mu, beta;                    // [C, D] the summary weights' vector, [C, Dv] beta
-  Vector<T> beta_logits;                    // scratch of summarize_values
+  RowMatrix<T> mu, beta;  // [C, D] the summary weights' vector, [C, Dv] beta
+  Vector<T> beta_logits;  // scratch of summarize_values
   RowMatrix<T> qs, qsq, logits, partial, attending;
   // Cluster scores transposed, [C, block] (the top-r selection and the summary softmax work on
   // packets of queries); the row stride is padded so that a column's entries do not all fall
@@ -43,7 +43,7 @@ struct ClusteredEvaBuffers {
   RowMatrix<T> scores, gap;
   Vector<T> query_norm2, query_norm;  // [block] |s q|^2 and |s q|
   TopRWorkspace<T> top;
-  RowMatrix<T> centre_num;                  // [C, D] AttendingQueries numerators
+  RowMatrix<T> centre_num;  // [C, D] AttendingQueries numerators
   Vector<T> centre_den;
   std::vector<SoftmaxRow<T>> parts;
   std::vector<Index> selected, group_begin, group_rows, next;
@@ -65,8 +65,8 @@ template <class T>
 class ClusteredEvaEstimator {
   static constexpr Index kQueryBlock = 1024;    // queries per block: [C, 1024] scores
   static constexpr Index kScoreStridePad = 16;  // extra columns of the [C, block] score rows
-  static constexpr Index kRowTile = 512;      // query rows per logits tile
-  static constexpr Index kKeyChunk = 256;     // keys per logits tile of a cluster or window
+  static constexpr Index kRowTile = 512;        // query rows per logits tile
+  static constexpr Index kKeyChunk = 256;       // keys per logits tile of a cluster or window
 
  public:
   /// cfg: the resolved configuration; cl: the partition of k's visible keys; k [Nk, D], v [Nk, Dv]
@@ -145,7 +145,9 @@ class ClusteredEvaEstimator {
   // b_.mu holds the vector the summary weights use: the proposal centre mu_c (SingleSample) or
   // the representative query qhat_c (RepresentativeQuery).
 
-  void summarize() { summarize_clusters<T>(cl_, b_.mu, scale_, cfg_.summary, b_.beta_logits, b_.beta); }
+  void summarize() {
+    summarize_clusters<T>(cl_, b_.mu, scale_, cfg_.summary, b_.beta_logits, b_.beta);
+  }
 
   /// qbar_c, the mean query of the cluster's tokens (Nq = Nk); mu_c = (qbar_c + kbar_c) / 2.
   void token_mean_centres(const ConstMatRef<T>& q) {
@@ -262,8 +264,7 @@ class ClusteredEvaEstimator {
       b_.state.accumulators(b).noalias() = logits.transpose() * b_.beta;
     } else {
       b_.state.reset(b, dv_);
-      for (Index w0 = 0; w0 < b; w0 += w_)
-        run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
+      for (Index w0 = 0; w0 < b; w0 += w_) run_window(i0 + w0, std::min(w_, b - w0), w0, exact);
     }
     run_exact_clusters(i0, b);
     for (Index i = 0; i < b; ++i) b_.state.finish(i, out.row(i0 + i));
@@ -442,7 +443,7 @@ class ClusteredEvaEstimator {
             out_rows[r] = nullptr;
           }
         }
-        const GroupQueryRows<T> queries{query_rows};
+        const RowPointers<T> queries{query_rows};
         gr.start(m, rows, sm);
         for (Index done = 0; done < clean;) {
           done += score_tiles_of<T, false, true>(queries, kv.keys + done * d_ * C, d_, clean - done,

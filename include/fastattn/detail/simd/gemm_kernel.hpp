@@ -25,13 +25,8 @@
 
 namespace fastattn::detail {
 
-/// A [rows, depth] row-major, one pointer per row of the group: element (k, r) is row[r][k].
-template <class T>
-struct GemmRowsA {
-  const T* const* row;
-  T operator()(Index k, int r) const { return row[r][k]; }
-};
-
+/// The left operand A of the kernels below is read through an accessor: A [rows, depth] row-major
+/// through RowPointers (register_tile.hpp), one pointer per row of the group; or this one.
 /// A given as its transpose At [depth, rows] row-major (leading dimension ld), from the group's
 /// first row on: element (k, r) is at[k ld + r]. The group must be whole.
 template <class T>
@@ -55,14 +50,7 @@ EIGEN_DONT_INLINE void gemm_micro_tile(const A& a, Index depth, const T* b, Inde
   Packet acc[R][kWidth];
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < kWidth; ++w) acc[r][w] = pset1<Packet>(T(0));
-  for (Index k = 0; k < depth; ++k, b += ldb) {
-    Packet bk[kWidth];
-    for (int w = 0; w < kWidth; ++w) bk[w] = ploadu<Packet>(b + w * L);
-    for (int r = 0; r < R; ++r) {
-      const Packet ar = pset1<Packet>(a(k, r));
-      for (int w = 0; w < kWidth; ++w) acc[r][w] = pmadd(ar, bk[w], acc[r][w]);
-    }
-  }
+  tile_steps<T, kWidth, false>(a, b, ldb, 0, depth, acc);
   for (int r = 0; r < rows; ++r)
     for (int w = 0; w < kWidth; ++w) {
       T* dst = c + r * ldc + w * L;
@@ -122,7 +110,7 @@ void gemm_rows(const ConstMatRef<T>& a, const ConstMatRef<T>& b, MatRef<T> c) {
   auto group = [&](Index r0) {
     for (int r = 0; r < R; ++r)
       row[r] = a.data() + std::min<Index>(r0 + r, rows - 1) * a.outerStride();
-    return GemmRowsA<T>{row};
+    return RowPointers<T>{row};
   };
   const Index vec = gemm_packet_columns<T, kAccumulate>(
       group, rows, depth, b.data(), b.outerStride(), c.data(), c.outerStride(), cols);

@@ -5,6 +5,8 @@
 
 #include <Eigen/Core>
 
+#include "fastattn/types.hpp"
+
 namespace fastattn::detail {
 
 /// Shape of one register tile: kRows query rows x kCols keys (or value columns), held as kRows x
@@ -33,5 +35,36 @@ struct RegisterTile {
   /// Keys (or value columns) per tile: the width of one key panel.
   static constexpr int kCols = kPackets * kLanes;
 };
+
+/// The left operand of a register tile given by one pointer per row of the group: element (k, r)
+/// is row[r][k] (rows gathered from anywhere, not copied).
+template <class T>
+struct RowPointers {
+  const T* const* row;
+  T operator()(Index k, int r) const { return row[r][k]; }
+};
+
+/// Reduction steps [k_begin, k_end) of one register tile of kRows x W packets: acc[r][w] +=
+/// a(k, r) b[k ldb + w kLanes]. `a` is read by broadcasts through an accessor (element (k, r):
+/// RowPointers, or a packed or transposed layout); b is row-major with leading dimension ldb,
+/// its rows packet-aligned when kAligned. The inner loop of the score tiles (tile_kernels.hpp),
+/// the linear core's GEMM (gemm_kernel.hpp) and the fused trig features (trig_feature_kernel.hpp).
+template <class T, int W, bool kAligned, class A>
+EIGEN_ALWAYS_INLINE void tile_steps(
+    const A& a, const T* b, Index ldb, Index k_begin, Index k_end,
+    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][W]) {
+  using namespace Eigen::internal;
+  using Packet = typename RegisterTile<T>::Packet;
+  constexpr int R = RegisterTile<T>::kRows, L = RegisterTile<T>::kLanes;
+  for (Index k = k_begin; k < k_end; ++k) {
+    Packet bk[W];
+    for (int w = 0; w < W; ++w)
+      bk[w] = kAligned ? pload<Packet>(b + k * ldb + w * L) : ploadu<Packet>(b + k * ldb + w * L);
+    for (int r = 0; r < R; ++r) {
+      const Packet ar = pset1<Packet>(a(k, r));
+      for (int w = 0; w < W; ++w) acc[r][w] = pmadd(ar, bk[w], acc[r][w]);
+    }
+  }
+}
 
 }  // namespace fastattn::detail

@@ -116,35 +116,10 @@ struct PackedGroupQueries {
   const T* qp;
   T operator()(Index k, int r) const { return qp[k * RegisterTile<T>::kRows + r]; }
 };
-/// Row pointers: row[r] [depth], contiguous (queries gathered from anywhere, not copied).
-template <class T>
-struct GroupQueryRows {
-  const T* const* row;
-  T operator()(Index k, int r) const { return row[r][k]; }
-};
-
-/// Reduction steps [k_begin, k_end) of one score tile: acc += Q[:, k] kp[k] (kp [depth][C]).
-template <class T, class Queries>
-EIGEN_ALWAYS_INLINE void score_steps(
-    const Queries& q, const T* kp, Index k_begin, Index k_end,
-    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets]) {
-  using namespace Eigen::internal;
-  using Tile = RegisterTile<T>;
-  using Packet = typename Tile::Packet;
-  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
-  for (Index k = k_begin; k < k_end; ++k) {
-    Packet b[P];
-    for (int p = 0; p < P; ++p) b[p] = pload<Packet>(kp + k * C + p * L);
-    for (int r = 0; r < R; ++r) {
-      const Packet a = pset1<Packet>(q(k, r));
-      for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
-    }
-  }
-}
 
 /// Score tiles of one query group against `panels` consecutive key panels: for each panel p,
 /// s_p [R, C] = Q kp_p (R = kRows, C = kCols of RegisterTile<T>), logits in natural units. `q`
-/// gives the group's scaled queries (PackedGroupQueries or GroupQueryRows); kp the panels, each
+/// gives the group's scaled queries (PackedGroupQueries or RowPointers); kp the panels, each
 /// [depth][C] (keys transposed); s the tiles, each [R][C] row-major. kAddRow: adds add_row
 /// [panels * C] (key mask and per-key bias) to every row. kExp: turns the logits into weights
 /// (see GroupSoftmax) and adds them to sm.sum; stops at the first panel where a score exceeds its
@@ -180,12 +155,12 @@ EIGEN_DONT_INLINE Index score_tiles_of(const Queries& q, const T* kp, Index dept
     if (kExp && pending) {
       int packet = 0;
       for (; packet < kTilePackets && k + stride <= depth; ++packet, k += stride) {
-        score_steps<T>(q, kp, k, k + stride, acc);
+        tile_steps<T, P, true>(q, kp, C, k, k + stride, acc);
         weights_of(pending, packet);
       }
       for (; packet < kTilePackets; ++packet) weights_of(pending, packet);
     }
-    score_steps<T>(q, kp, k, depth, acc);
+    tile_steps<T, P, true>(q, kp, C, k, depth, acc);
     if constexpr (kAddRow) add_key_row<T>(acc, add_row + panel * C);
     store_tile<T>(acc, s);
     if constexpr (kExp) {

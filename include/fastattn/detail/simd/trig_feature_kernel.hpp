@@ -21,26 +21,6 @@
 
 namespace fastattn::detail {
 
-/// Reduction steps [k_begin, k_end) of one tile: acc[r] += x_row[r][k] w[k] (w: the panel's
-/// first column, rows ldw apart).
-template <class T>
-EIGEN_ALWAYS_INLINE void trig_product_steps(
-    const T* const* x_row, const T* w, Index ldw, Index k_begin, Index k_end,
-    typename RegisterTile<T>::Packet (&acc)[RegisterTile<T>::kRows][RegisterTile<T>::kPackets]) {
-  using namespace Eigen::internal;
-  using Tile = RegisterTile<T>;
-  using Packet = typename Tile::Packet;
-  constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes;
-  for (Index k = k_begin; k < k_end; ++k) {
-    Packet b[P];
-    for (int p = 0; p < P; ++p) b[p] = ploadu<Packet>(w + k * ldw + p * L);
-    for (int r = 0; r < R; ++r) {
-      const Packet a = pset1<Packet>(x_row[r][k]);
-      for (int p = 0; p < P; ++p) acc[r][p] = pmadd(a, b[p], acc[r][p]);
-    }
-  }
-}
-
 /// For the kRows rows of one group: out_row[r][j] = cos(f_r u_rj) and out_row[r][m + j] =
 /// sin(f_r u_rj) for j in [0, m), where u_r = x_row[r] W, W [depth, m] row-major with leading
 /// dimension ldw, and f_r = factor[r]. m must be a multiple of kCols. Only the first `rows` rows
@@ -56,6 +36,7 @@ EIGEN_DONT_INLINE void trig_feature_group(const T* const* x_row, const T* w, Ind
   constexpr int R = Tile::kRows, P = Tile::kPackets, L = Tile::kLanes, C = Tile::kCols;
   constexpr int kTilePackets = R * P;
   eigen_assert(m % C == 0);
+  const RowPointers<T> rows_of_x{x_row};
   EIGEN_ALIGN_MAX T tile[R * C];  // the previous panel's u, [R][C]: its sincos is pending
   Index pending = -1;             // that panel's index, or -1
   auto sincos_of_pending = [&](int packet) {
@@ -75,12 +56,12 @@ EIGEN_DONT_INLINE void trig_feature_group(const T* const* x_row, const T* w, Ind
     if (pending >= 0) {
       int packet = 0;
       for (; packet < kTilePackets && k + stride <= depth; ++packet, k += stride) {
-        trig_product_steps<T>(x_row, wp, ldw, k, k + stride, acc);
+        tile_steps<T, P, false>(rows_of_x, wp, ldw, k, k + stride, acc);
         sincos_of_pending(packet);
       }
       for (; packet < kTilePackets; ++packet) sincos_of_pending(packet);
     }
-    trig_product_steps<T>(x_row, wp, ldw, k, depth, acc);
+    tile_steps<T, P, false>(rows_of_x, wp, ldw, k, depth, acc);
     for (int r = 0; r < R; ++r)
       for (int p = 0; p < P; ++p) pstore(tile + r * C + p * L, acc[r][p]);
     pending = panel;
