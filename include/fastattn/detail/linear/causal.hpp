@@ -60,6 +60,7 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
     return true;
   };
 
+  constexpr Index R = RegisterTile<T>::kRows, L = RegisterTile<T>::kLanes;
   const Index nq = heads.rows();
   const Index i0 = std::max<Index>(0, c0 - delta), i1 = std::min<Index>(nq, c0 + n - delta);
   auto fkt = ws.fkt.leftCols(n);   // the scores' right-hand side, [M, n]: only when scores are due
@@ -72,16 +73,26 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
     auto r = ws.r.topRows(nqc);
     auto scores = ws.scores.topLeftCorner(nqc, n);
     gemm_rows<T, false>(fq, carry.sums, r);  // the carried-in keys
-    gemm_rows<T, false>(fq, fkt, scores);
-    for (Index ii = 0; ii < nqc; ++ii) {
-      const Index t = t0 + ii;  // keys j <= t of this chunk are visible
-      if (t + 1 < n) scores.row(ii).tail(n - t - 1).setZero();
-      if constexpr (Gating::gated) {
-        r.row(ii) *= std::exp(gam[t]);
-        for (Index j = 0; j <= t; ++j) scores(ii, j) *= weight[j] * std::exp(gam[t] - gam[j]);
+    // The chunk's own keys, a group of R query rows at a time: row ii sees the keys j <= t0 + ii,
+    // so a group scores only the keys its last row sees (in whole packets) and multiplies only
+    // those into [V_c, 1]; the rest of the chunk's square is never computed.
+    for (Index g0 = 0; g0 < nqc; g0 += R) {
+      const Index rows = std::min<Index>(R, nqc - g0);
+      const Index visible = std::min(n, t0 + g0 + rows);  // >= rows, as t0 >= 0
+      const Index cols = std::min(n, (visible + L - 1) / L * L);
+      gemm_rows<T, false>(fq.middleRows(g0, rows), fkt.leftCols(cols),
+                          scores.block(g0, 0, rows, cols));
+      for (Index ii = g0; ii < g0 + rows; ++ii) {
+        const Index t = t0 + ii;  // keys j <= t of this chunk are visible
+        if (t + 1 < cols) scores.row(ii).segment(t + 1, cols - t - 1).setZero();
+        if constexpr (Gating::gated) {
+          r.row(ii) *= std::exp(gam[t]);
+          for (Index j = 0; j <= t; ++j) scores(ii, j) *= weight[j] * std::exp(gam[t] - gam[j]);
+        }
       }
+      gemm_rows<T, true>(scores.block(g0, 0, rows, visible), v1.topRows(visible),
+                         r.middleRows(g0, rows));
     }
-    gemm_rows<T, true>(scores, v1, r);
     Index seen = carry.contributing;
     for (Index ii = 0, j = 0; ii < nqc; ++ii) {
       for (; j <= t0 + ii; ++j) seen += contributes(j);
