@@ -7,6 +7,7 @@
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -517,10 +518,11 @@ TYPED_TEST(ExactKernelTest, Exp2IsAccurateAndExactlyZeroBelowTheRange) {
 TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
   using T = TypeParam;
   using M = RowMatrix<T>;
-  // Packing and appending store each key and value where the layout says (checked element by
-  // element through the storage's unpacking accessors), padded keys and the slots past Nk as 0.
-  // Without padding, whole panels take the transposing fast path: D off and on the packet grid,
-  // keys read through a strided view, packed into storage that held other data before.
+  // Packing, packing in steps (start_pack, then panel ranges, as the kernel asks for them) and
+  // appending store each key and value where the layout says (checked element by element through
+  // the storage's unpacking accessors), padded keys and the slots past Nk as 0. Without padding,
+  // whole panels take the transposing fast path: D off and on the packet grid, keys read through
+  // a strided view, packed into storage that held other data before.
   for (bool padded : {true, false})
     for (Index d : {9, 64, 100})
       for (Index dv : {1, 5, 16, 33}) {
@@ -529,18 +531,25 @@ TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
         const M wide_k = random_matrix<T>(nk, 3 * d, 1), v = random_matrix<T>(nk, dv, 2);
         const ConstMatRef<T> k = wide_k.middleCols(d, d);
         const KeyMask pad = padded ? random_mask(nk, 0.3, 3) : KeyMask();
-        detail::PackedKvStorage<T> packed, appended;
-        packed.set_dims(d, dv);
-        packed.pack(random_matrix<T>(nk, d, 4), random_matrix<T>(nk, dv, 5), KeyMask(),
-                    Vector<T>());  // stale content
-        packed.set_dims(d, dv);
+        detail::PackedKvStorage<T> packed, stepped, appended;
+        const Index panels = detail::key_panels<T>(nk);
+        for (auto* s : {&packed, &stepped}) {
+          s->set_dims(d, dv);
+          s->pack(random_matrix<T>(nk, d, 4), random_matrix<T>(nk, dv, 5), KeyMask(),
+                  Vector<T>());  // stale content
+          s->set_dims(d, dv);
+        }
         packed.pack(k, v, pad, Vector<T>());
+        stepped.start_pack(nk, pad, Vector<T>());
+        for (Index first = 0, step = 1; first < panels; first += step, ++step)  // 1, 2, 3 panels
+          stepped.pack_panels(k, ConstMatRef<T>(v), pad, Vector<T>(), first,
+                              std::min(panels, first + step));
         appended.set_dims(d, dv);
         appended.reserve(nk);
         for (Index j = 0; j < nk; ++j)
           appended.append(k.row(j).data(), v.row(j).data(), padded && pad[j]);
-        const Index slots = detail::key_panels<T>(nk) * detail::RegisterTile<T>::kCols;
-        for (const auto* s : {&packed, &appended}) {
+        const Index slots = panels * detail::RegisterTile<T>::kCols;
+        for (const auto* s : {&packed, &stepped, &appended}) {
           ASSERT_EQ(s->size(), nk);
           for (Index j = 0; j < slots; ++j) {
             const bool present = j < nk && !(padded && pad[j]);
@@ -549,7 +558,7 @@ TYPED_TEST(ExactKernelTest, PackedLayoutHoldsEveryKeyAndValue) {
               ASSERT_EQ(s->value(j, c), present && c < dv ? v(j, c) : T(0)) << j << " " << c;
           }
           const auto view = s->view();
-          if (!padded && s == &packed) {
+          if (!padded && s != &appended) {
             EXPECT_EQ(view.key_add, nullptr);  // nothing to mask: no key row
             continue;
           }

@@ -119,6 +119,42 @@ struct ExactScratch {
   }
 };
 
+/// The key/value source of exact_packed_attention when kv is packed before the call (the KV
+/// cache of Exact<T>::State, the bfloat16 pair panels): nothing to pack or prefetch.
+struct AlreadyPacked {
+  static constexpr Index packed_panels() { return std::numeric_limits<Index>::max(); }
+  void pack_until(Index) {}
+  void prefetch_keys(Index, Index) const {}
+};
+
+/// The key/value source of exact_packed: packs k and v into `storage` (after its start_pack) a
+/// key block at a time, just before the kernel first reads the block, and prefetches the raw rows
+/// of the block to pack next while the kernel computes. Why: the rows of a strided head ([B, N,
+/// H, D]) defeat the hardware prefetchers; packed all at once before the first block, their loads
+/// stalled alone (docs/exact_kernel.md §3).
+template <class T, class In, class KeyBias>
+struct LazyKvPacking {
+  PackedKvStorage<T>& storage;
+  const ConstMatRef<In>& k;
+  const ConstMatRef<In>& v;
+  const KeyMask& padding;
+  const KeyBias& key_bias;
+  Index packed = 0;  // panels [0, packed) are written
+
+  Index packed_panels() const { return packed; }
+  void pack_until(Index panels) {
+    if (panels <= packed) return;
+    storage.pack_panels(k, v, padding, key_bias, packed, panels);
+    packed = panels;
+  }
+  void prefetch_keys(Index begin, Index end) const {
+    for (Index j = begin; j < end; ++j) {
+      prefetch_row_l2(k.row(j).data(), k.cols());
+      prefetch_row_l2(v.row(j).data(), v.cols());
+    }
+  }
+};
+
 namespace packed_detail {
 
 /// Adds the full bias and ALiBi, and masks keys past the causal limit or past Nk, in one score
@@ -236,10 +272,12 @@ Index score_panels(bool add_row, bool exp, const T* qp, const T* kp, Index depth
 /// bfloat16 (docs/bfloat16.md): q may be bfloat16 (In; widened as it is packed), and with
 /// FASTATTN_BF16_DOT the keys and values may be bfloat16 pairs (S; T = float), multiplied by the
 /// kernels of detail/simd/tile_kernels_bf16.hpp; the softmax, masks and output stay in T.
-template <class T, class In = T, class S = T>
+/// kv_source packs kv's panels on demand (LazyKvPacking), or kv is complete (AlreadyPacked).
+template <class T, class In = T, class S = T, class KvSource = AlreadyPacked>
 void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, MatRef<T>& out,
                             const AttentionOptions& opt, const ConstMatRef<T>* bias, VecRef<T>& lse,
-                            PackedBlocking blocking, PackedWorkspace<T>& ws) {
+                            PackedBlocking blocking, PackedWorkspace<T>& ws,
+                            KvSource&& kv_source = KvSource{}) {
   using Tile = RegisterTile<T>;
   constexpr int R = Tile::kRows, C = Tile::kCols;
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
@@ -263,6 +301,13 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
   if constexpr (kPairs) ws.reserve_pairs((br + R - 1) / R, kd, block_panels);
   GroupSoftmax<T> sm;
   packed_detail::GroupReference<T> gr;
+  // Keys any row of the query block starting at r0 may see: all, or (causal) those with
+  // j <= r0 + rows - 1 + delta.
+  const auto visible_keys = [&](Index r0) {
+    if (r0 >= nq) return Index(0);
+    const Index rows = std::min(br, nq - r0);
+    return causal ? std::clamp<Index>(r0 + rows + delta, 0, nk) : nk;
+  };
 
   for (Index r0 = 0; r0 < nq; r0 += br) {
     const Index rows = std::min(br, nq - r0);
@@ -290,8 +335,7 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
     ws.row_ref.head(groups * R).setConstant(neg_inf);
     ws.row_sum.head(groups * R).setZero();
 
-    // Keys any row of this block may see: all, or (causal) those with j <= r0 + rows - 1 + delta.
-    const Index key_end = causal ? std::clamp<Index>(r0 + rows + delta, 0, nk) : nk;
+    const Index key_end = visible_keys(r0);
     const Index panels_total = key_panels<T>(key_end);
     // The next block's queries and this block's output rows are fetched a group's rows at a
     // time while the key block that starts a whole block before the end computes: rows of a
@@ -302,14 +346,26 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
     const Index prefetch_pb =
         std::max<Index>(0, panels_total - block_panels) / block_panels * block_panels;
     for (Index pb = 0; pb < panels_total; pb += block_panels) {
+      const Index block_end = std::min(pb + block_panels, panels_total);
+      kv_source.pack_until(block_end);
+      // The keys packed next (at the next key block, or for the next query block), whose raw
+      // rows the groups prefetch a share each while this block computes.
+      const Index next_end = block_end < panels_total
+                                 ? std::min(block_end + block_panels, panels_total)
+                                 : key_panels<T>(visible_keys(r0 + br));
+      const Index ahead = std::min(kv_source.packed_panels(), next_end) * C,
+                  ahead_keys = std::max<Index>(0, std::min(next_end * C, nk) - ahead);
       for (Index g = 0; g < groups; ++g) {
         const Index i0 = r0 + g * R;
         const int grows = static_cast<int>(std::min<Index>(R, r0 + rows - i0));
         if (pb == prefetch_pb) {
           for (Index i = i0 + br; i < std::min(nq, i0 + br + R); ++i)
-            prefetch_row(q.row(i).data(), d);
-          for (Index i = i0; i < i0 + grows; ++i) prefetch_row(out.row(i).data(), dv);
+            prefetch_row_l2(q.row(i).data(), d);
+          for (Index i = i0; i < i0 + grows; ++i) prefetch_row_l2(out.row(i).data(), dv);
         }
+        if (ahead_keys > 0)
+          kv_source.prefetch_keys(ahead + ahead_keys * g / groups,
+                                  ahead + ahead_keys * (g + 1) / groups);
         // Keys this group may see, and the panels of this block that hold them.
         const Index limit = causal ? std::clamp<Index>(i0 + grows + delta, 0, key_end) : key_end;
         const Index panels = std::min(block_panels, key_panels<T>(limit) - pb);
@@ -407,12 +463,17 @@ void exact_packed(const ConstMatRef<In>& q, const ConstMatRef<In>& k, const Cons
   const bool key_bias = bias.size() != 0 && !full_bias;
   ExactScratch<T>& scratch = ExactScratch<T>::of_this_thread();
   scratch.kv.set_dims(k.cols(), v.cols());
+  const auto run = [&](const auto& key_bias_row) {  // packs K and V as the kernel needs them
+    using KeyBias = std::decay_t<decltype(key_bias_row)>;
+    scratch.kv.start_pack(k.rows(), opt.key_padding, key_bias_row);
+    exact_packed_attention<T>(
+        q, scratch.kv.view(), out, opt, full_bias ? &bias : nullptr, lse, blocking, scratch.tiles,
+        LazyKvPacking<T, In, KeyBias>{scratch.kv, k, v, opt.key_padding, key_bias_row});
+  };
   if (key_bias)
-    scratch.kv.pack(k, v, opt.key_padding, bias.row(0));
+    run(bias.row(0));
   else
-    scratch.kv.pack(k, v, opt.key_padding, Vector<T>());
-  exact_packed_attention<T>(q, scratch.kv.view(), out, opt, full_bias ? &bias : nullptr, lse,
-                            blocking, scratch.tiles);
+    run(Vector<T>());
   if (scratch.kv.bytes() > ExactScratch<T>::kRetainedBytes) scratch.kv.release();
 }
 
