@@ -348,13 +348,17 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
     for (Index pb = 0; pb < panels_total; pb += block_panels) {
       const Index block_end = std::min(pb + block_panels, panels_total);
       kv_source.pack_until(block_end);
-      // The keys packed next (at the next key block, or for the next query block), whose raw
-      // rows the groups prefetch a share each while this block computes.
+      // The panels needed next (by the next key block, or by the next query block), packed
+      // while this block computes: group g prefetches the raw rows of share g, and group g + 1
+      // packs them. Why so close: the rows of a head of a [B, N, H, D] tensor lie a multiple of
+      // 2 KiB apart, so they all fall in a small fraction of the cache sets, where rows
+      // prefetched a whole block ahead evicted each other before use (measured, Zen 4).
       const Index next_end = block_end < panels_total
                                  ? std::min(block_end + block_panels, panels_total)
                                  : key_panels<T>(visible_keys(r0 + br));
-      const Index ahead = std::min(kv_source.packed_panels(), next_end) * C,
-                  ahead_keys = std::max<Index>(0, std::min(next_end * C, nk) - ahead);
+      const Index ahead_first = std::min(kv_source.packed_panels(), next_end),
+                  ahead_panels = next_end - ahead_first;
+      const auto share_end = [&](Index g) { return ahead_first + ahead_panels * g / groups; };
       for (Index g = 0; g < groups; ++g) {
         const Index i0 = r0 + g * R;
         const int grows = static_cast<int>(std::min<Index>(R, r0 + rows - i0));
@@ -363,9 +367,10 @@ void exact_packed_attention(const ConstMatRef<In>& q, const PackedKv<T, S>& kv, 
             prefetch_row_l2(q.row(i).data(), d);
           for (Index i = i0; i < i0 + grows; ++i) prefetch_row_l2(out.row(i).data(), dv);
         }
-        if (ahead_keys > 0)
-          kv_source.prefetch_keys(ahead + ahead_keys * g / groups,
-                                  ahead + ahead_keys * (g + 1) / groups);
+        if (ahead_panels > 0) {
+          kv_source.pack_until(share_end(g));
+          kv_source.prefetch_keys(share_end(g) * C, std::min(share_end(g + 1) * C, nk));
+        }
         // Keys this group may see, and the panels of this block that hold them.
         const Index limit = causal ? std::clamp<Index>(i0 + grows + delta, 0, key_end) : key_end;
         const Index panels = std::min(block_panels, key_panels<T>(limit) - pb);
