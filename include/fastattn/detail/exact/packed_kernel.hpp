@@ -127,11 +127,10 @@ struct AlreadyPacked {
   void prefetch_keys(Index, Index) const {}
 };
 
-/// The key/value source of exact_packed: packs k and v into `storage` (after its start_pack) a
-/// key block at a time, just before the kernel first reads the block, and prefetches the raw rows
-/// of the block to pack next while the kernel computes. Why: the rows of a strided head ([B, N,
-/// H, D]) defeat the hardware prefetchers; packed all at once before the first block, their loads
-/// stalled alone (docs/exact_kernel.md §3).
+/// The key/value source of exact_packed: packs k and v into `storage` (after its start_pack) as
+/// the kernel asks, panels it will read next, and prefetches the raw rows it will ask for after
+/// them. Why: the rows of a strided head ([B, N, H, D]) defeat the hardware prefetchers; packed
+/// all at once before the first block, their loads stalled alone (docs/exact_kernel.md §3).
 template <class T, class In, class KeyBias>
 struct LazyKvPacking {
   PackedKvStorage<T>& storage;
