@@ -4,7 +4,8 @@
 /// values packed once per call, with register-blocked micro-kernels for both products
 /// (docs/exact_kernel.md). Never materializes Nq x Nk.
 ///
-/// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp); for each query block of Br rows
+/// Loop nest, per call: pack K, V (detail/exact/packed_kv.hpp; each key block just before the
+/// kernel first reads it, by exact_packed's LazyKvPacking); for each query block of Br rows
 /// (queries scaled by s and packed per group of R rows; output accumulator [Br, Dv]): for each
 /// key block of Bc keys: for each group of R rows: score tiles for the key panels the group can
 /// see, turned into weights e^(x - reference) while still in registers; masks and biases
