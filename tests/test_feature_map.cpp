@@ -409,6 +409,41 @@ TYPED_TEST(FeatureMapTest, TrigRowGroupsMatchTheReference) {
         }
 }
 
+TYPED_TEST(FeatureMapTest, TrigRowGroupsBeyondTheReducedRangeStayExact) {
+  // A fused group skips the sincos's per-packet range test when |f| |x| max_j |w_j| bounds its
+  // arguments within the reduced range (features.hpp); a group with a larger bound must keep the
+  // test, so that lanes past the range take std::sin/std::cos. Rows are scaled unit vectors
+  // s e_l and W has integer entries, so every argument s W_jl is exact in T and the double
+  // reference sees the same arguments: small ones (|s W| <= 9) beside 2^60 * 9 (past the packet
+  // path's rounding trick in float and double). Not normalized, one group of three holds a huge
+  // row; normalized (the bound is then max |w_j|), W scaled by 2^20 sends every group through
+  // the test, with arguments up to 9 * 2^20 in every lane.
+  using T = TypeParam;
+  using Tile = detail::RegisterTile<T>;
+  const Index group = Tile::kRows, d = 16, m = 2 * Tile::kCols, n = 3 * group;
+  RowMatrix<T> w(m, d);
+  test::DataRng rng(70);
+  for (Index j = 0; j < m; ++j)
+    for (Index l = 0; l < d; ++l) w(j, l) = T(std::floor(19 * rng.uniform()) - 9);
+  for (bool normalize : {false, true}) {
+    SCOPED_TRACE(normalize ? "normalized" : "not normalized");
+    RowMatrix<T> x = RowMatrix<T>::Zero(n, d);
+    for (Index i = 0; i < n; ++i) x(i, i % d) = T(1);
+    if (!normalize) x(group + 2, 5) = T(0x1p60);  // the middle group
+    const RowMatrix<T> w_used = normalize ? RowMatrix<T>(w * T(0x1p20)) : w;
+    FeatureMapOptions o;
+    o.normalize = normalize;
+    const FeatureMap<T> map(FeatureKind::Trig, w_used, o);
+    ref::FeatureSpec spec;
+    spec.normalize = normalize;
+    const RowMatrix<double> expected = ref::features(
+        FeatureKind::Trig, w_used.template cast<double>(), x.template cast<double>(), spec);
+    RowMatrix<T> out(n, 2 * m);
+    map.apply(x, out);
+    EXPECT_TRUE(near(out, expected, Tol<T>::rel, Tol<T>::abs));
+  }
+}
+
 TYPED_TEST(FeatureMapTest, TextbookMapsKeepTheirConstants) {
   // positive_features: m^-1/2 exp(w.x - |x|^2/2); trig_features: m^-1/2 exp(|x|^2/2) [cos | sin].
   using T = TypeParam;

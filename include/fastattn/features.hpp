@@ -150,6 +150,9 @@ class FeatureMap {
   Vector<T> feature_offset_;                          // [m] A |w_r|^2 (Optimal)
   Eigen::Array<T, Eigen::Dynamic, 1> squared_scale_;  // [D] (c psi)^2
   bool uniform_scale_ = true;
+  // Trig: |x| f times this bounds the sincos arguments f u of a row (Cauchy-Schwarz): the largest
+  // |column| of W_eff^T, inf when it overflows (then no row is bounded).
+  T largest_projection_norm_ = 0;
 };
 
 // The entry points, defined outside the class so that FASTATTN_EXTERN_TEMPLATES can keep them
@@ -198,6 +201,9 @@ FeatureMap<T>::FeatureMap(FeatureKind kind, std::shared_ptr<const RowMatrix<T>> 
     if (kind == FeatureKind::Optimal)  // a_r = A |w_r|^2 (norms of the raw projection rows)
       feature_offset_ = w.rowwise().squaredNorm() * static_cast<T>(options.optimal_a);
   }
+  // (stableNorm: a column of tiny entries must not underflow to a zero bound)
+  if (kind == FeatureKind::Trig)
+    largest_projection_norm_ = w_eff_t_.colwise().stableNorm().maxCoeff();
 }
 
 template <class T>
@@ -287,23 +293,34 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
     const T* x_row[R];
     T* out_row[R];
     T factor[R];
+    // A row with f |x| below this has every |f u_j| <= |f| |x| |w_j| within the sincos's reduced
+    // range; half of it leaves room for the rounding of u, |x| and f (a few ulps of each).
+    const T row_limit =
+        T(detail::SincosConstants<T>::max_reduced / 2) /
+        std::max(largest_projection_norm_, std::numeric_limits<T>::min());  // (W = 0: any row)
     for (Index r0 = 0; r0 < n; r0 += R) {
       const int rows = static_cast<int>(std::min<Index>(R, n - r0));
-      bool rare = false;  // a row whose |x|^2 under- or overflows T (see row_scale)
+      bool rare = false;     // a row whose |x|^2 under- or overflows T (see row_scale)
+      bool in_range = true;  // every argument of the group within the reduced range
       for (int r = 0; r < R; ++r) {
         const Index i = r0 + std::min(r, rows - 1);  // a partial group repeats its last row
         x_row[r] = x.data() + i * x.outerStride();
         out_row[r] = &out(i, 0);
         factor[r] = input_factor;
+        const T sq = x.row(i).squaredNorm();
         if (options_.normalize) {
-          const T sq = x.row(i).squaredNorm();
           rare |= !squared_norm_in_range(sq);
           factor[r] = T(1) / std::sqrt(sq);
         }
+        // (false for NaN, Inf and an |x|^2 that underflows: those groups keep the test)
+        in_range &= squared_norm_in_range(sq) && factor[r] * std::sqrt(sq) <= row_limit;
       }
       if (!rare) {
-        detail::trig_feature_group(x_row, w_eff_t_.data(), w_eff_t_.outerStride(), input_dim(), m,
-                                   factor, out_row, rows);
+        // The range test per packet costs 6% of the kernel; a bounded group skips it.
+        auto* group_kernel =
+            in_range ? &detail::trig_feature_group<true, T> : &detail::trig_feature_group<false, T>;
+        group_kernel(x_row, w_eff_t_.data(), w_eff_t_.outerStride(), input_dim(), m, factor,
+                     out_row, rows);
       } else {  // rare: this group row by row, as the unfused path
         detail::gemm_rows<T, false>(x.middleRows(r0, rows), w_eff_t_, u.middleRows(r0, rows));
         for (Index i = r0; i < r0 + rows; ++i)

@@ -25,9 +25,11 @@ namespace fastattn::detail {
 /// sin(f_r u_rj) for j in [0, m), where u_r = x_row[r] W, W [depth, m] row-major with leading
 /// dimension ldw, and f_r = factor[r]. m must be a multiple of kCols. Only the first `rows` rows
 /// are written; the pointers of the others may repeat a row (they are computed, not written).
+/// kKnownInRange: the caller has proved |f_r u_rj| <= max_reduced for every r and j, so the
+/// sincos skips its per-packet range test (sincos_packet).
 /// EIGEN_DONT_INLINE for the reason given in tile_kernels.hpp (the accumulators stay in
 /// registers).
-template <class T>
+template <bool kKnownInRange, class T>
 EIGEN_DONT_INLINE void trig_feature_group(const T* const* x_row, const T* w, Index ldw, Index depth,
                                           Index m, const T* factor, T* const* out_row, int rows) {
   using namespace Eigen::internal;
@@ -43,7 +45,7 @@ EIGEN_DONT_INLINE void trig_feature_group(const T* const* x_row, const T* w, Ind
     const int r = packet / P;
     if (r >= rows) return;
     const Index j = pending * C + (packet % P) * L;
-    sincos_packet(tile + packet * L, out_row[r] + j, out_row[r] + m + j, factor[r]);
+    sincos_packet<kKnownInRange>(tile + packet * L, out_row[r] + j, out_row[r] + m + j, factor[r]);
   };
   // Reduction steps between two packets of the pending panel.
   const Index stride = std::max<Index>(1, depth / kTilePackets);
