@@ -5,19 +5,26 @@
 //  - BM_KernelDecode: one decoding step at 4K and 16K context, its bytes/s, and the percentage of
 //    a read stream over a buffer the size of its KV cache (pct_bw: the bandwidth of the level the
 //    cache lives in, stream_GBps), measured in the same process;
-//  - BM_KernelMultiheadLayout: B = 1, H = 8 heads on [B, N, H, D] (strided heads) and on
-//    [B, H, N, D], run back to back in each iteration; bnhd_over_bhnd is the median over the
-//    iterations of the ratio of the two times (robust to other processes on a shared machine).
+//  - BM_KernelMultiheadLayout/<method>: B = 1, H = 8 heads on [B, N, H, D] (strided heads) and
+//    on [B, H, N, D], run back to back in each iteration, for Exact, FAVOR+, RFA, EVA and
+//    ClusteredEva; bnhd_over_bhnd is the median over the iterations of the ratio of the two
+//    times (robust to other processes on a shared machine).
 // The percentages use the benchmark thread's CPU time for the kernel and for the peak and
 // bandwidth references alike, so time slices lost to other processes on a shared machine do not
 // enter the ratios (wall-clock peaks measured under load come out low and inflate them).
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "common.hpp"
+#include "fastattn/clustered_eva.hpp"
+#include "fastattn/eva.hpp"
 #include "fastattn/exact.hpp"
+#include "fastattn/favor.hpp"
 #include "fastattn/multihead.hpp"
+#include "fastattn/rfa.hpp"
+#include "methods.hpp"
 
 namespace fastattn::bench {
 namespace {
@@ -165,14 +172,14 @@ BENCHMARK_TEMPLATE(BM_KernelDecode, double)->Apply(decode_sizes);
 // ---- multi-head layouts ------------------------------------------------------------------------
 
 /// B = 1, H = 8 heads, N tokens, D = 64, one thread: the same heads stored as [B, N, H, D]
-/// (strided heads) and as [B, H, N, D], run alternately. Args: N, causal.
-void BM_KernelMultiheadLayout(benchmark::State& state) {
+/// (strided heads) and as [B, H, N, D], run alternately with `method`.
+template <class Method>
+void run_multihead_layouts(benchmark::State& state, const Method& method, Index n, bool causal) {
   using T = float;
-  const Index b = 1, h = 8, n = state.range(0), d = 64;
+  const Index b = 1, h = 8, d = 64;
   MultiheadOptions opt;
-  opt.causal = state.range(1) != 0;
+  opt.causal = causal;
   opt.threads = 1;
-  const Exact<T> exact;
   const RowMatrix<T> q = random_input<T>(b * n * h, d, 1), k = random_input<T>(b * n * h, d, 2),
                      v = random_input<T>(b * n * h, d, 3);
   RowMatrix<T> out(b * n * h, d);
@@ -182,13 +189,13 @@ void BM_KernelMultiheadLayout(benchmark::State& state) {
   double best_bnhd = 1e30, best_bhnd = 1e30;
   for (auto _ : state) {
     double t0 = thread_seconds();
-    multihead(exact, TensorView<const T>::bnhd(q.data(), b, n, h, d),
+    multihead(method, TensorView<const T>::bnhd(q.data(), b, n, h, d),
               TensorView<const T>::bnhd(k.data(), b, n, h, d),
               TensorView<const T>::bnhd(v.data(), b, n, h, d),
               TensorView<T>::bnhd(out.data(), b, n, h, d), opt);
     const double t_bnhd = thread_seconds() - t0;
     t0 = thread_seconds();
-    multihead(exact, TensorView<const T>::bhnd(q.data(), b, h, n, d),
+    multihead(method, TensorView<const T>::bhnd(q.data(), b, h, n, d),
               TensorView<const T>::bhnd(k.data(), b, h, n, d),
               TensorView<const T>::bhnd(v.data(), b, h, n, d),
               TensorView<T>::bhnd(out.data(), b, h, n, d), opt);
@@ -205,12 +212,35 @@ void BM_KernelMultiheadLayout(benchmark::State& state) {
   state.counters["bnhd_over_bhnd"] =
       ratios.size() % 2 ? ratios[mid] : 0.5 * (ratios[mid - 1] + ratios[mid]);
 }
-BENCHMARK(BM_KernelMultiheadLayout)
-    ->ArgNames({"N", "causal"})
-    ->Args({4096, 0})
-    ->Args({4096, 1})
-    ->Iterations(15)
-    ->Unit(benchmark::kMillisecond);
+
+/// BM_KernelMultiheadLayout/<method>/N:4096/causal:<0|1> for every method with a multi-head
+/// path (ClusteredEva: non-causal only).
+const bool layouts_registered = [] {
+  const Index n = 4096, d = 64;
+  for (int causal = 0; causal < 2; ++causal) {
+    auto add = [&](const std::string& name, auto make_method, int iterations) {
+      const std::string id = "BM_KernelMultiheadLayout/" + name + "/N:" + std::to_string(n) +
+                             "/causal:" + std::to_string(causal);
+      benchmark::RegisterBenchmark(
+          id.c_str(),
+          [=](benchmark::State& s) { run_multihead_layouts(s, make_method(), n, causal != 0); })
+          ->Iterations(iterations)
+          ->Unit(benchmark::kMillisecond);
+    };
+    add(
+        "Exact", [] { return Exact<float>(); }, 15);
+    add(
+        "FAVOR+", [] { return Favor<float>(d); }, 31);
+    add(
+        "RFA", [] { return Rfa<float>(d); }, 31);
+    add(
+        "EVA-Reference", [=] { return Eva<float>(d, eva_options(false, n, causal != 0)); }, 31);
+    if (!causal)
+      add(
+          "ClusteredEva", [] { return ClusteredEva<float>(d); }, 15);
+  }
+  return true;
+}();
 
 }  // namespace
 }  // namespace fastattn::bench

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <limits>
 
+#include "fastattn/detail/common/prefetch.hpp"
 #include "fastattn/detail/simd/bf16.hpp"
 #include "fastattn/detail/simd/packet.hpp"
 #include "fastattn/detail/simd/register_tile.hpp"
@@ -45,27 +46,6 @@ struct PackedKv {
   Index value_dim = 0;         // Dv
   Index value_stride = 0;      // Dv rounded up to whole packets
 };
-
-/// Prefetches the cache lines of row[0, n) (64-byte lines).
-template <class T>
-void prefetch_row(const T* row, Index n) {
-  for (Index c = 0; c < n; c += Index(64 / sizeof(T))) Eigen::internal::prefetch(row + c);
-}
-
-/// Prefetches the cache lines of row[0, n) into L2 (not L1), for rows used a group of query rows
-/// or a key block later: prefetched into L1, the strided query rows of the next block were
-/// evicted before their use (measured on Zen 4, causal [B, N, H, D]: 1% faster with this hint,
-/// in both layouts).
-template <class T>
-void prefetch_row_l2(const T* row, Index n) {
-  for (Index c = 0; c < n; c += Index(64 / sizeof(T))) {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(row + c, 0, 2);  // prefetcht1 on x86
-#else
-    Eigen::internal::prefetch(row + c);
-#endif
-  }
-}
 
 /// Panels needed for n keys.
 template <class T>

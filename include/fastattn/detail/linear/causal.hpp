@@ -94,12 +94,16 @@ void causal_chunk_step(const FeatureMap<T>& query_map, const FeatureMap<T>& key_
                          r.middleRows(g0, rows));
     }
     Index seen = carry.contributing;
+    auto& out = heads.out[g];
+    const bool strided = rows_strided(out);
     for (Index ii = 0, j = 0; ii < nqc; ++ii) {
+      // (strided output rows: the next chunk's are fetched for writing, see noncausal.hpp)
+      if (strided && i1 + ii < nq) prefetch_row_for_write(out.row(i1 + ii).data(), out.cols());
       for (; j <= t0 + ii; ++j) seen += contributes(j);
       T mass = T(seen);
       if constexpr (Gating::gated) mass = -std::expm1(carry.log_gate_sum + gam[t0 + ii]);
       stats.guarded_rows +=
-          finish_row(r.row(ii), heads.out[g].row(i0 + ii), seen > 0 ? mass : T(0), den_eps);
+          finish_row(r.row(ii), out.row(i0 + ii), seen > 0 ? mass : T(0), den_eps);
     }
   }
 

@@ -28,7 +28,9 @@ void accumulate_key_sums(const FeatureMap<T>& key_map, const ConstMatRef<T>& k,
     // chunk's feature sums, taken in the exponential pass instead of by a GEMV over phi(K_c).
     ws.feature_sums.setZero();
     key_features(key_map, k, padding, c0, n, carry, ws, input_factor, ws.feature_sums.data());
-    if (any_padded(padding, c0, n) || !rows_packet_aligned(v)) {
+    // (strided rows, e.g. a head of [B, N, H, D], are copied too, with the next chunk's rows
+    // prefetched: the product reads each row once per group of 8 features, see chunk_rows)
+    if (any_padded(padding, c0, n) || !rows_packet_aligned(v) || rows_strided(v)) {
       chunk_values(v, padding, c0, n, ws);  // padded rows zeroed, rows aligned
       gemm_transposed<T, true>(ws.fk.topRows(n), ws.v1(n).leftCols(dv), carry.sums.leftCols(dv));
     } else {  // read in place: no copy
@@ -56,8 +58,14 @@ LinearStats read_out_queries(const FeatureMap<T>& query_map, const QueryHeads<T>
       const Index n = std::min(chunk, nq - i0);
       query_features(query_map, heads.q[g], i0, n, ws, input_factor, ws.feature_sums.data());
       gemm_rows<T, false>(ws.fq.topRows(n), sums, ws.r.topLeftCorner(n, dv));
-      for (Index i = 0; i < n; ++i)
-        stats.guarded_rows += finish_row(ws.r.row(i), heads.out[g].row(i0 + i), mass, den_eps);
+      auto& out = heads.out[g];
+      const bool strided = rows_strided(out);
+      for (Index i = 0; i < n; ++i) {
+        // (strided output rows, e.g. a head of [B, N, H, D]: the next chunk's rows are fetched
+        // for writing while this chunk finishes, see copy_chunk_prefetching_next)
+        if (strided && i0 + n + i < nq) prefetch_row_for_write(out.row(i0 + n + i).data(), dv);
+        stats.guarded_rows += finish_row(ws.r.row(i), out.row(i0 + i), mass, den_eps);
+      }
     }
   return stats;
 }
