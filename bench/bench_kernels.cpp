@@ -218,7 +218,7 @@ void run_multihead_layouts(benchmark::State& state, const Method& method, Index 
 const bool layouts_registered = [] {
   const Index n = 4096, d = 64;
   for (int causal = 0; causal < 2; ++causal) {
-    auto add = [&](const std::string& name, auto make_method, int iterations) {
+    auto add = [&](const std::string& name, int iterations, auto make_method) {
       const std::string id = "BM_KernelMultiheadLayout/" + name + "/N:" + std::to_string(n) +
                              "/causal:" + std::to_string(causal);
       benchmark::RegisterBenchmark(
@@ -227,17 +227,11 @@ const bool layouts_registered = [] {
           ->Iterations(iterations)
           ->Unit(benchmark::kMillisecond);
     };
-    add(
-        "Exact", [] { return Exact<float>(); }, 15);
-    add(
-        "FAVOR+", [] { return Favor<float>(d); }, 31);
-    add(
-        "RFA", [] { return Rfa<float>(d); }, 31);
-    add(
-        "EVA-Reference", [=] { return Eva<float>(d, eva_options(false, n, causal != 0)); }, 31);
-    if (!causal)
-      add(
-          "ClusteredEva", [] { return ClusteredEva<float>(d); }, 15);
+    add("Exact", 15, [] { return Exact<float>(); });
+    add("FAVOR+", 31, [] { return Favor<float>(d); });
+    add("RFA", 31, [] { return Rfa<float>(d); });
+    add("EVA-Reference", 31, [=] { return Eva<float>(d, eva_options(false, n, causal != 0)); });
+    if (!causal) add("ClusteredEva", 15, [] { return ClusteredEva<float>(d); });
   }
   return true;
 }();
