@@ -307,13 +307,13 @@ void FeatureMap<T>::apply(const ConstMatRef<T>& x, MatRef<T> out, T input_factor
         x_row[r] = x.data() + i * x.outerStride();
         out_row[r] = &out(i, 0);
         factor[r] = input_factor;
-        const T sq = x.row(i).squaredNorm();
+        const T sq = x.row(i).squaredNorm(), norm = std::sqrt(sq);
         if (options_.normalize) {
           rare |= !squared_norm_in_range(sq);
-          factor[r] = T(1) / std::sqrt(sq);
+          factor[r] = T(1) / norm;
         }
         // (false for NaN, Inf and an |x|^2 that underflows: those groups keep the test)
-        in_range &= squared_norm_in_range(sq) && factor[r] * std::sqrt(sq) <= row_limit;
+        in_range &= squared_norm_in_range(sq) && factor[r] * norm <= row_limit;
       }
       if (!rare) {
         // The range test per packet costs 6% of the kernel; a bounded group skips it.

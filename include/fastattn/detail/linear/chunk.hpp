@@ -70,12 +70,13 @@ struct LinearWorkspace {
   auto v1(Index n) { return v1_rows.topLeftCorner(n, r.cols()); }
 };
 
-/// Rows [r0, r0 + n) of x copied into dst, and the same number of rows after them prefetched
-/// into L2 for the next chunk: strided rows (a head of [B, N, H, D]) defeat the hardware
-/// prefetchers, so without it each row's misses would wait for memory when its chunk starts.
+/// Rows [r0, r0 + n) of x copied into dst; when x's rows are strided (a head of [B, N, H, D]),
+/// the same number of rows after them are prefetched into L2 for the next chunk: such rows defeat
+/// the hardware prefetchers, so without it each row's misses would wait for memory when its chunk
+/// starts. (Contiguous rows, which the hardware streams, get no prefetches.)
 template <class Dst, class X>
 void copy_chunk_prefetching_next(Dst&& dst, const X& x, Index r0, Index n) {
-  const Index next_end = std::min(x.rows(), r0 + 2 * n);
+  const Index next_end = rows_strided(x) ? std::min(x.rows(), r0 + 2 * n) : 0;
   for (Index j = 0; j < n; ++j) {
     if (r0 + n + j < next_end) prefetch_row_l2(x.row(r0 + n + j).data(), x.cols());
     dst.row(j) = x.row(r0 + j);
